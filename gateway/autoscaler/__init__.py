@@ -1,0 +1,1 @@
+"""The autoscaler sidecar: scales agent workers from the backlog in Redis streams."""

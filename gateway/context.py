@@ -1,0 +1,47 @@
+"""The request context: parsed once at the door, then read (and filled in) by every later stage."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Who asks, for what task, and what the gateway decided; one per request."""
+
+    request_id: str
+    endpoint: str
+    agent: str
+    team: str
+    task_type: str | None = None
+    priority: str | None = None
+    task_id: str | None = None
+    sprint: str | None = None
+    lines_estimate: int | None = None
+    batchable: bool | None = None
+    cache_control: str | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+    client_wants_usage: bool = False
+    requested_model: str = ""
+    model: str = ""
+    route_reason: str = "requested"
+    provider: str = ""
+    cache_status: str = "BYPASS"
+    usage: Usage | None = None
+    status: int = 200
+    upstream_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    extra_headers: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,158 @@
+"""Who is asking: gateway API keys map to an agent and team, context headers describe the task.
+
+Agents hold only a gateway key; the provider key never leaves the gateway. Keys are compared by their
+SHA-256, so the policy may list either the key or its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.context import RequestContext
+from gateway.errors import InvalidRequest, Unauthorized
+from gateway.policy.core import AuthConfig
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:@/\-]{1,128}$")
+_TASK_TYPE = re.compile(r"^[a-z0-9_\-]{1,64}$")
+_PRIORITY = re.compile(r"^[Pp][0-3]$")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    agent: str | None
+    team: str
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent, as the OpenAI SDK (Bearer) or Azure-style clients (api-key) send it."""
+    auth = headers.get("Authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return headers.get("api-key") or headers.get("x-api-key")
+
+
+class Authenticator:
+    """Maps a presented key to an :class:`Identity`; an empty key list means open mode."""
+
+    def __init__(self, auth: AuthConfig) -> None:
+        self._by_hash: dict[str, Identity] = {}
+        for entry in auth.keys:
+            digest = entry.key_sha256.lower() if entry.key_sha256 else _sha256(entry.key or "")
+            self._by_hash[digest] = Identity(entry.agent, entry.team)
+        self.open_mode = not self._by_hash
+
+    def identify(self, headers: Mapping[str, str]) -> Identity:
+        if self.open_mode:
+            return Identity(None, "default")
+        key = presented_key(headers)
+        if not key:
+            raise Unauthorized(
+                "You didn't provide an API key. Send your gateway key as 'Authorization: Bearer KEY'.",
+                code="missing_api_key",
+            )
+        identity = self._by_hash.get(_sha256(key))
+        if identity is None:
+            raise Unauthorized("Incorrect API key provided for this gateway.")
+        return identity
+
+
+def check_admin(headers: Mapping[str, str], admin_key: str) -> None:
+    """Admin routes need the admin key; with none configured they are closed."""
+    if not admin_key:
+        raise Unauthorized(
+            "Admin API is disabled: set server.admin_key (GATEWAY_ADMIN_KEY).", code="admin_disabled"
+        )
+    key = presented_key(headers)
+    if not key or not secrets.compare_digest(key.encode(), admin_key.encode()):
+        raise Unauthorized("Admin key required.", code="invalid_admin_key")
+
+
+def build_context(
+    request_id: str, endpoint: str, identity: Identity, headers: Mapping[str, str], body: dict[str, Any]
+) -> RequestContext:
+    """Parse the optional context headers and body hints once; bad values are a 400 naming the header."""
+    user = body.get("user")
+    agent = (
+        identity.agent or _name(headers, "X-Agent-Id") or (user if isinstance(user, str) and user else None)
+    )
+    task_type = headers.get("X-Task-Type")
+    if task_type is not None:
+        task_type = task_type.strip().lower()
+        if not _TASK_TYPE.match(task_type):
+            raise InvalidRequest(
+                "X-Task-Type must be a short lowercase word such as refactor, test, qa or creative.",
+                param="X-Task-Type",
+                code="invalid_header",
+            )
+    priority = headers.get("X-Priority")
+    if priority is not None:
+        if not _PRIORITY.match(priority.strip()):
+            raise InvalidRequest(
+                "X-Priority must be one of P0, P1, P2, P3.", param="X-Priority", code="invalid_header"
+            )
+        priority = priority.strip().upper()
+    return RequestContext(
+        request_id=request_id,
+        endpoint=endpoint,
+        agent=agent or "anonymous",
+        team=identity.team,
+        task_type=task_type,
+        priority=priority,
+        task_id=_name(headers, "X-Task-Id"),
+        sprint=_name(headers, "X-Sprint"),
+        lines_estimate=_int(headers, "X-Lines-Estimate"),
+        batchable=_bool(headers, "X-Batchable"),
+        cache_control=headers.get("Cache-Control"),
+        body=body,
+    )
+
+
+def _name(headers: Mapping[str, str], header: str) -> str | None:
+    value = headers.get(header)
+    if value is None:
+        return None
+    value = value.strip()
+    if not _NAME.match(value):
+        raise InvalidRequest(
+            f"{header} must be 1-128 characters of letters, digits and _.:@/-",
+            param=header,
+            code="invalid_header",
+        )
+    return value
+
+
+def _int(headers: Mapping[str, str], header: str) -> int | None:
+    value = headers.get(header)
+    if value is None:
+        return None
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise InvalidRequest(f"{header} must be a non-negative integer.", param=header, code="invalid_header")
+    return number
+
+
+def _bool(headers: Mapping[str, str], header: str) -> bool | None:
+    value = headers.get(header)
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise InvalidRequest(f"{header} must be true or false.", param=header, code="invalid_header")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

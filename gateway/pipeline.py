@@ -1,0 +1,201 @@
+"""The one place that orders the stages of a request.
+
+    identify → validate → (budget reserve) → resolve model (route) → (cache / batcher) → upstream
+      → relay (JSON or SSE) → (cache store, budget commit) → metrics and the request log line
+
+Each stage lives in its own module; this file only calls them in order and carries the context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from gateway.context import RequestContext, Usage
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
+from gateway.identity import Authenticator, build_context
+from gateway.logs import get_logger
+from gateway.metrics import LabelLimiter
+from gateway.policy import Policy
+from gateway.providers import UpstreamReply
+from gateway.sse import UsageWatcher, event_data, events
+from gateway.upstream import ModelCatalog, Upstream
+from gateway.validation import CHAT, COMPLETIONS, parse_json, validate
+
+log = get_logger("gateway.pipeline")
+
+CTX = web.RequestKey("ctx", RequestContext)
+REQUEST_ID = web.RequestKey("request_id", str)
+_PASSTHROUGH_HEADERS = ("Content-Type", "Accept", "OpenAI-Beta", "OpenAI-Organization", "OpenAI-Project")
+
+
+class Pipeline:
+    """Serves one request through every stage; holds the long-lived pieces each stage needs."""
+
+    def __init__(
+        self, policy: Policy, auth: Authenticator, catalog: ModelCatalog, upstream: Upstream
+    ) -> None:
+        self.policy = policy
+        self.auth = auth
+        self.catalog = catalog
+        self.upstream = upstream
+        self.agent_label = LabelLimiter(policy.metrics.max_agent_labels)
+        self.model_label = LabelLimiter(policy.metrics.max_agent_labels)
+
+    async def handle(self, request: web.Request, endpoint: str, path: str) -> web.StreamResponse:
+        ctx, raw = await self._admit(request, endpoint)
+        target = self.catalog.resolve(ctx.requested_model)
+        raw = self._upstream_body(ctx, raw)
+        sent = time.perf_counter()
+        try:
+            target, reply = await self.upstream.call(ctx, self.catalog.chain(target), path, ctx.body, raw)
+            ctx.model, ctx.provider = target.name, target.provider.name
+            if reply.chunks is not None:
+                return await self._relay_stream(request, ctx, reply)
+            return self._respond(ctx, reply, target.provider.secrets)
+        finally:
+            ctx.upstream_seconds = time.perf_counter() - sent
+
+    async def passthrough(self, request: web.Request, path: str) -> web.StreamResponse:
+        """Any other ``/v1/*`` route, relayed as is to the default provider (files, batches, responses...)."""
+        self.auth.identify(request.headers)
+        provider = self.catalog.default_provider
+        if provider is None:
+            raise GatewayError(
+                "No provider is configured for passthrough routes.", status=404, code="not_found"
+            )
+        raw = await request.read()
+        headers = {h: request.headers[h] for h in _PASSTHROUGH_HEADERS if h in request.headers}
+        try:
+            reply = await provider.send(
+                request.method, path, raw, stream=True, headers=headers, query=request.query_string
+            )
+        except TimeoutError:
+            raise UpstreamTimeout(f"Provider '{provider.name}' did not answer in time.") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(
+                f"Could not reach provider '{provider.name}': {type(exc).__name__}."
+            ) from None
+        if reply.chunks is None:
+            return self._respond(None, reply, provider.secrets)
+        response = web.StreamResponse(status=reply.status, headers=_reply_headers(reply))
+        try:
+            await response.prepare(request)
+            async for chunk in reply.chunks:
+                await response.write(chunk)
+            await response.write_eof()
+        finally:
+            await reply.close()
+        return response
+
+    async def _admit(self, request: web.Request, endpoint: str) -> tuple[RequestContext, bytes]:
+        identity = self.auth.identify(request.headers)
+        raw = await request.read()
+        body = parse_json(raw)
+        validate(endpoint, body)
+        ctx = build_context(request[REQUEST_ID], endpoint, identity, request.headers, body)
+        ctx.stream = bool(body.get("stream"))
+        ctx.requested_model = ctx.model = body["model"]
+        request[CTX] = ctx
+        return ctx, raw
+
+    def _upstream_body(self, ctx: RequestContext, raw: bytes) -> bytes:
+        """The bytes to send upstream. Streams always ask for usage (tokens must be accounted); the extra
+        chunk is removed again on the way back when the client did not ask for it."""
+        body = ctx.body
+        if ctx.stream and ctx.endpoint in (CHAT, COMPLETIONS):
+            options = body.get("stream_options") or {}
+            ctx.client_wants_usage = bool(options.get("include_usage"))
+            if not ctx.client_wants_usage:
+                ctx.body = body = {**body, "stream_options": {**options, "include_usage": True}}
+                return orjson.dumps(body)
+        return raw
+
+    def _respond(
+        self, ctx: RequestContext | None, reply: UpstreamReply, secrets: tuple[str, ...]
+    ) -> web.Response:
+        data = reply.body
+        if reply.status >= 400:
+            for secret in secrets:
+                data = data.replace(secret.encode(), b"[redacted]")
+        elif ctx is not None and b'"usage"' in data:
+            ctx.usage = _usage(data)
+        headers = _reply_headers(reply)
+        if ctx is not None:
+            ctx.status = reply.status
+            headers.update(response_headers(ctx))
+        return web.Response(status=reply.status, body=data, headers=headers)
+
+    async def _relay_stream(
+        self, request: web.Request, ctx: RequestContext, reply: UpstreamReply
+    ) -> web.StreamResponse:
+        watcher = UsageWatcher(ctx.client_wants_usage)
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **response_headers(ctx),
+            },
+        )
+        assert reply.chunks is not None
+        await response.prepare(request)
+        try:
+            async for event in events(reply.chunks):
+                data = event_data(event)
+                if data is not None and not watcher.keep(data):
+                    continue
+                await response.write(event + b"\n\n")
+            if not watcher.finished:
+                raise UpstreamError("The provider closed the stream before it was complete.")
+        except (TimeoutError, GatewayError, aiohttp.ClientError) as exc:
+            error = exc if isinstance(exc, GatewayError) else _stream_failure(exc)
+            ctx.status = error.status
+            log.warning("stream_failed", request_id=ctx.request_id, model=ctx.model, error=error.message)
+            await response.write(sse_error_event(error))
+        finally:
+            ctx.usage = watcher.usage
+            await reply.close()
+        await response.write_eof()
+        return response
+
+
+def response_headers(ctx: RequestContext) -> dict[str, str]:
+    """The gateway's own answer headers (the contract in the README)."""
+    return {
+        "X-Request-Id": ctx.request_id,
+        "X-Gateway-Model": ctx.model,
+        "X-Gateway-Route-Reason": ctx.route_reason,
+        "X-Cache": ctx.cache_status,
+        **ctx.extra_headers,
+    }
+
+
+def _reply_headers(reply: UpstreamReply) -> dict[str, str]:
+    headers = {k: v for k, v in reply.headers.items() if k != "content-type"}
+    headers["Content-Type"] = reply.headers.get("content-type", "application/json")
+    if "x-request-id" in headers:
+        headers["X-Upstream-Request-Id"] = headers.pop("x-request-id")
+    return headers
+
+
+def _usage(data: bytes) -> Usage | None:
+    try:
+        usage = orjson.loads(data).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
+    completion = usage.get("completion_tokens", usage.get("output_tokens")) or 0
+    return Usage(int(prompt), int(completion))
+
+
+def _stream_failure(exc: BaseException) -> GatewayError:
+    if isinstance(exc, asyncio.TimeoutError):
+        return UpstreamTimeout("The provider stopped sending in the middle of the stream.")
+    return UpstreamError(f"The provider's stream broke: {type(exc).__name__}.")

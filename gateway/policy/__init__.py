@@ -1,0 +1,83 @@
+"""The policy: one YAML file that configures every stage. ``load_policy`` is the only entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gateway.policy.autoscaler import AutoscalerConfig
+from gateway.policy.core import (
+    AuthConfig,
+    LoggingConfig,
+    MetricsConfig,
+    ModelConfig,
+    ProviderConfig,
+    Section,
+    ServerConfig,
+    StoreConfig,
+)
+from gateway.policy.loader import ConfigError, describe_validation_error, interpolate, read_yaml
+
+__all__ = ["ConfigError", "Policy", "default_policy_path", "load_policy"]
+
+WILDCARD = "*"
+
+
+class Policy(Section):
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    auth: AuthConfig = AuthConfig()
+    providers: dict[str, ProviderConfig] = {}
+    models: dict[str, ModelConfig] = {}
+    logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    autoscaler: AutoscalerConfig = AutoscalerConfig()
+
+
+def default_policy_path() -> Path:
+    """``$GATEWAY_CONFIG`` if set, else ``policies/default.yaml`` (cwd first, then beside the package)."""
+    env = os.environ.get("GATEWAY_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("policies/default.yaml")
+    if local.exists():
+        return local
+    return Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+
+
+def load_policy(path: str | Path, env: Mapping[str, str] | None = None) -> Policy:
+    """Load and validate a policy file; raises :class:`ConfigError` naming file, key and problem."""
+    file = str(path)
+    raw = interpolate(read_yaml(path), os.environ if env is None else env, file)
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        raise describe_validation_error(file, exc) from None
+    check_references(policy, file)
+    return policy
+
+
+def check_references(policy: Policy, file: str) -> None:
+    """Names that point elsewhere in the policy must exist: caught at start, not at request time."""
+    for name, model in policy.models.items():
+        if model.provider not in policy.providers:
+            known = ", ".join(sorted(policy.providers)) or "none declared"
+            raise ConfigError(
+                file, f"models.{name}.provider", f"unknown provider '{model.provider}' (known: {known})"
+            )
+        for i, fallback in enumerate(model.fallbacks):
+            if fallback in (name, WILDCARD) or fallback not in policy.models:
+                raise ConfigError(
+                    file, f"models.{name}.fallbacks[{i}]", f"'{fallback}' is not another declared model"
+                )
+    for name, provider in policy.providers.items():
+        if provider.type == "openai" and not provider.base_url.startswith(("http://", "https://")):
+            raise ConfigError(file, f"providers.{name}.base_url", "must start with http:// or https://")
+    store_url = policy.store.url
+    if store_url and not store_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            file, "store.url", "must be a redis://, rediss:// or unix:// URL, or empty for memory"
+        )

@@ -1,0 +1,89 @@
+"""Schema of the core sections: server, store, auth, providers, models, logging, metrics."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    """Base for every policy section: unknown keys are errors, values are immutable after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    drain_timeout_s: float = Field(30.0, ge=0)
+    admin_key: str = ""
+
+
+class StoreConfig(Section):
+    url: str = ""
+    """``redis://`` / ``rediss://`` URL; empty means the in-process memory store."""
+    prefix: str = "llmgw:"
+    max_connections: int = Field(64, ge=1)
+    socket_timeout_s: float = Field(2.0, gt=0)
+
+
+class ApiKey(Section):
+    key: str | None = None
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    agent: str | None = None
+    team: str = "default"
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ApiKey:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of 'key' or 'key_sha256'")
+        return self
+
+
+class AuthConfig(Section):
+    keys: list[ApiKey] = []
+    """Empty list: open mode (any or no key is accepted; a warning is logged at start)."""
+
+
+class RetryConfig(Section):
+    attempts: int = Field(3, ge=1, le=10)
+    backoff_base_s: float = Field(0.2, ge=0)
+    backoff_max_s: float = Field(8.0, ge=0)
+    deadline_s: float = Field(60.0, gt=0)
+    """No retry starts after this many seconds from the first attempt."""
+
+
+class ProviderConfig(Section):
+    type: Literal["openai", "litellm"] = "openai"
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = ""
+    timeout_s: float = Field(600.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    max_connections: int = Field(512, ge=1)
+    retry: RetryConfig = RetryConfig()
+    headers: dict[str, str] = {}
+    litellm_prefix: str = ""
+    """For ``type: litellm``: prepended to the model name (e.g. ``anthropic/``)."""
+
+
+class ModelConfig(Section):
+    provider: str
+    upstream_model: str | None = None
+    """Name sent to the provider; defaults to the model's own name."""
+    tier: Literal["small", "medium", "large"] = "medium"
+    context_window: int = Field(128_000, ge=1)
+    fallbacks: list[str] = []
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    requests: bool = True
+    """One JSON line per request."""
+
+
+class MetricsConfig(Section):
+    max_agent_labels: int = Field(200, ge=1)
+    """Agents beyond this many distinct names share the label ``_other`` (bounded cardinality)."""

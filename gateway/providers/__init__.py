@@ -1,0 +1,18 @@
+"""Providers: how the gateway talks to one upstream. The rest of the gateway sees only ``base.Provider``."""
+
+from __future__ import annotations
+
+from gateway.policy.core import ProviderConfig
+from gateway.providers.base import Provider, UpstreamReply
+from gateway.providers.openai import OpenAIProvider
+
+__all__ = ["Provider", "UpstreamReply", "build_provider"]
+
+
+def build_provider(name: str, config: ProviderConfig) -> Provider:
+    """The provider for a policy entry; litellm is imported only when the policy declares such a provider."""
+    if config.type == "litellm":
+        from gateway.providers.litellm import LiteLLMProvider
+
+        return LiteLLMProvider(name, config)
+    return OpenAIProvider(name, config)

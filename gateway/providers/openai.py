@@ -1,0 +1,79 @@
+"""OpenAI-compatible providers (OpenAI, Azure OpenAI behind a compatible URL, vLLM, LM Studio, ...).
+
+One pooled ``aiohttp.ClientSession`` per provider for the process's life; bodies are relayed as bytes so
+unknown fields survive both ways.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from gateway.providers.base import Provider, UpstreamReply
+
+# Provider headers worth showing to agents; everything else (cookies, rate-limit internals) stays here.
+_RELAYED = ("openai-processing-ms", "openai-version", "retry-after", "x-request-id")
+
+
+class OpenAIProvider(Provider):
+    _session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        connector = aiohttp.TCPConnector(limit=cfg.max_connections, ttl_dns_cache=300, keepalive_timeout=60)
+        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+        headers.update(cfg.headers)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=headers,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+        self._base = cfg.base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, connect=cfg.connect_timeout_s)
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        stream: bool,
+        headers: dict[str, str] | None = None,
+        query: str = "",
+    ) -> UpstreamReply:
+        if self._session is None:
+            raise RuntimeError(f"provider {self.name} used before start()")
+        url = f"{self._base}/{path}" + (f"?{query}" if query else "")
+        send_headers = headers if headers is not None else {"Content-Type": "application/json"}
+        response = await self._session.request(
+            method,
+            url,
+            data=body or None,
+            headers=send_headers,
+            timeout=self._stream_timeout if stream else self._timeout,
+        )
+        kept = {h: response.headers[h] for h in _RELAYED if h in response.headers}
+        kept["content-type"] = response.headers.get("Content-Type", "application/json")
+        if stream and response.status == 200:
+
+            async def release() -> None:
+                # An unfinished stream closes the connection, so the provider stops generating.
+                if response.content.at_eof():
+                    response.release()
+                else:
+                    response.close()
+
+            return UpstreamReply(200, kept, chunks=response.content.iter_any(), release=release)
+        try:
+            data = await response.read()
+        finally:
+            response.release()
+        return UpstreamReply(response.status, kept, body=data)

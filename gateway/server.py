@@ -1,0 +1,209 @@
+"""The aiohttp application: routes, the error-and-observation middleware, and resource lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from gateway import metrics
+from gateway.errors import GatewayError, from_http_exception
+from gateway.identity import Authenticator, check_admin
+from gateway.logs import get_logger
+from gateway.pipeline import CTX, REQUEST_ID, Pipeline
+from gateway.policy import Policy
+from gateway.prometheus import render
+from gateway.providers import Provider, build_provider
+from gateway.store import Store, StoreError, open_store
+from gateway.upstream import ModelCatalog, Upstream
+from gateway.validation import CHAT, COMPLETIONS, EMBEDDINGS
+
+log = get_logger("gateway.server")
+
+POLICY = web.AppKey("policy", Policy)
+STORE = web.AppKey("store", Store)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+_QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(policy: Policy, store: Store | None = None) -> web.Application:
+    """Build the gateway for a policy. Long-lived resources start in ``cleanup_ctx``, not at import."""
+    app = web.Application(middlewares=[observe], client_max_size=policy.server.max_body_bytes)
+    app[POLICY] = policy
+    app.cleanup_ctx.append(_resources(store))
+    app.router.add_post("/v1/chat/completions", _endpoint(CHAT, "chat/completions"))
+    app.router.add_post("/v1/completions", _endpoint(COMPLETIONS, "completions"))
+    app.router.add_post("/v1/embeddings", _endpoint(EMBEDDINGS, "embeddings"))
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model:.+}", get_model)
+    app.router.add_route("*", "/v1/{tail:.+}", passthrough)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_route("*", "/admin/{tail:.*}", admin_not_found)
+    return app
+
+
+def _resources(given: Store | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        policy = app[POLICY]
+        store = given or open_store(policy.store)
+        app[STORE] = store
+        started: list[Provider] = []
+        try:
+            providers = {name: build_provider(name, cfg) for name, cfg in policy.providers.items()}
+            for provider in providers.values():
+                await provider.start()
+                started.append(provider)
+            auth = Authenticator(policy.auth)
+            if auth.open_mode:
+                log.warning("open_mode", detail="auth.keys is empty: any client is accepted (local use only)")
+            app[PIPELINE] = Pipeline(policy, auth, ModelCatalog(policy, providers), Upstream())
+            log.info("started", store=store.kind, providers=list(providers), models=len(policy.models))
+            yield
+        finally:
+            for provider in reversed(started):
+                await provider.close()
+            if given is None:
+                await store.close()
+
+    return resources
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turns every failure into an OpenAI-shaped error and records one metric sample and log line."""
+    started = time.perf_counter()
+    request[REQUEST_ID] = request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
+    metrics.IN_FLIGHT.inc()
+    try:
+        response = await handler(request)
+    except GatewayError as exc:
+        response = exc.response()
+    except web.HTTPException as exc:
+        response = from_http_exception(exc).response()
+    except asyncio.CancelledError:
+        _record(request, 499, started)
+        raise
+    except Exception:
+        log.exception("unhandled", request_id=request[REQUEST_ID], path=request.path)
+        response = GatewayError(
+            "The gateway failed to handle this request.", code="internal_error"
+        ).response()
+    finally:
+        metrics.IN_FLIGHT.dec()
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request[REQUEST_ID]
+    _record(request, response.status, started)
+    return response
+
+
+def _record(request: web.Request, status: int, started: float) -> None:
+    if request.path in _QUIET:
+        return
+    elapsed = time.perf_counter() - started
+    ctx = request.get(CTX)
+    endpoint = ctx.endpoint if ctx else ("passthrough" if request.path.startswith("/v1/") else "other")
+    metrics.REQUESTS.labels(endpoint, str(status)).inc()
+    metrics.REQUEST_SECONDS.labels(endpoint).observe(elapsed)
+    if ctx is None:
+        log.info(
+            "request", request_id=request[REQUEST_ID], method=request.method, path=request.path, status=status
+        )
+        return
+    metrics.OVERHEAD_SECONDS.labels(endpoint).observe(max(0.0, elapsed - ctx.upstream_seconds))
+    usage = ctx.usage
+    pipeline = request.app[PIPELINE]
+    if usage is not None and ctx.cache_status != "HIT":
+        metrics.TOKENS_USED.labels(pipeline.agent_label(ctx.agent), pipeline.model_label(ctx.model)).inc(
+            usage.total
+        )
+    log.info(
+        "request",
+        request_id=ctx.request_id,
+        agent=ctx.agent,
+        team=ctx.team,
+        endpoint=endpoint,
+        model=ctx.model,
+        requested_model=ctx.requested_model,
+        status=status if ctx.status == 200 else ctx.status,
+        latency_ms=round(elapsed * 1000, 2),
+        upstream_ms=round(ctx.upstream_seconds * 1000, 2),
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        cache=ctx.cache_status,
+        stream=ctx.stream,
+    )
+
+
+def _endpoint(endpoint: str, path: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await request.app[PIPELINE].handle(request, endpoint, path)
+
+    return handler
+
+
+async def passthrough(request: web.Request) -> web.StreamResponse:
+    return await request.app[PIPELINE].passthrough(request, request.match_info["tail"])
+
+
+async def list_models(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    pipeline.auth.identify(request.headers)
+    data = [_model_object(name, pipeline) for name in pipeline.catalog.names()]
+    return web.json_response({"object": "list", "data": data}, dumps=_dumps)
+
+
+async def get_model(request: web.Request) -> web.Response:
+    pipeline = request.app[PIPELINE]
+    pipeline.auth.identify(request.headers)
+    name = request.match_info["model"]
+    if pipeline.catalog.get(name) is None:
+        raise GatewayError(
+            f"The model '{name}' does not exist on this gateway.",
+            status=404,
+            type="invalid_request_error",
+            code="model_not_found",
+            param="model",
+        )
+    return web.json_response(_model_object(name, pipeline), dumps=_dumps)
+
+
+def _model_object(name: str, pipeline: Pipeline) -> dict[str, object]:
+    config = pipeline.catalog.get(name)
+    owner = config.provider if config else "gateway"
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store_ok = await request.app[STORE].ping()
+    providers_ok = bool(request.app[POLICY].providers)
+    ready = store_ok and providers_ok
+    body = {"status": "ready" if ready else "not ready", "store": store_ok, "providers": providers_ok}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    data, content_type = render()
+    return web.Response(body=data, headers={"Content-Type": content_type})
+
+
+async def admin_not_found(request: web.Request) -> web.Response:
+    check_admin(request.headers, request.app[POLICY].server.admin_key)
+    raise GatewayError("Unknown admin route.", status=404, type="invalid_request_error", code="not_found")
+
+
+def _dumps(obj: object) -> str:
+    return orjson.dumps(obj).decode()
+
+
+__all__ = ["PIPELINE", "POLICY", "STORE", "StoreError", "create_app"]

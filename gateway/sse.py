@@ -1,0 +1,77 @@
+"""Relaying a provider's SSE stream to the client event by event, as the events arrive.
+
+Events are split on blank lines so the gateway can watch them (usage, and later the cache's assembly)
+and drop the usage chunk it asked for on the client's behalf; nothing is buffered beyond one event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import orjson
+
+from gateway.context import Usage
+
+DONE = b"[DONE]"
+
+
+class StreamTap(Protocol):
+    """Something that watches a relayed stream (e.g. the cache assembling an entry)."""
+
+    def on_data(self, data: bytes) -> None: ...
+
+    def on_end(self, complete: bool) -> None: ...
+
+
+async def events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Complete SSE events (without their trailing blank line) from arbitrarily split bytes."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        if b"\r\n" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        while True:
+            end = buffer.find(b"\n\n")
+            if end < 0:
+                break
+            event, buffer = buffer[:end], buffer[end + 2 :]
+            if event:
+                yield event
+    if buffer.strip():
+        yield buffer.rstrip(b"\n")
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The ``data:`` payload of an event (multi-line data joined), or None for comments and the like."""
+    if event.startswith(b"data:") and b"\n" not in event:
+        return event[5:].lstrip(b" ")
+    lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+class UsageWatcher:
+    """Reads ``usage`` from the stream and says which events to drop (the usage chunk the client
+    did not ask for: the gateway always asks the provider for it, to account tokens)."""
+
+    def __init__(self, client_wants_usage: bool) -> None:
+        self.client_wants_usage = client_wants_usage
+        self.usage: Usage | None = None
+        self.finished = False
+
+    def keep(self, data: bytes) -> bool:
+        if data == DONE:
+            self.finished = True
+            return True
+        if b'"usage"' not in data:
+            return True
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return True
+        usage = chunk.get("usage") if isinstance(chunk, dict) else None
+        if isinstance(usage, dict):
+            self.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+            if not chunk.get("choices") and not self.client_wants_usage:
+                return False
+        return True

@@ -1,0 +1,226 @@
+"""Shared state behind one small async interface: in-process memory, or Redis for workers and replicas.
+
+Cache entries, budget counters, the routing log and locks all go through :class:`Store`, so every
+stage works the same embedded (one process) or scaled out (Redis). Stream names are used as given
+(``model_routing_log`` is part of the contract); other keys are prefixed by their owners.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict, deque
+from itertools import count
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway.policy.core import StoreConfig
+
+LogEntry = dict[str, str]
+
+
+class StoreError(Exception):
+    """The store could not be reached or answered an error; callers decide whether to fail open."""
+
+
+class Store(ABC):
+    """What every stage may ask of shared state."""
+
+    kind: str
+
+    @abstractmethod
+    async def get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def set(
+        self, key: str, value: bytes, ttl_s: float | None = None, only_if_absent: bool = False
+    ) -> bool:
+        """Store ``value``; with ``only_if_absent`` nothing is written when the key exists (returns False)."""
+
+    @abstractmethod
+    async def delete(self, *keys: str) -> int: ...
+
+    @abstractmethod
+    async def delete_if_equal(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` only while it still holds ``value`` (releasing a lock we own)."""
+
+    @abstractmethod
+    async def delete_prefix(self, prefix: str) -> int: ...
+
+    @abstractmethod
+    async def append_log(self, stream: str, fields: LogEntry, maxlen: int) -> None:
+        """Append to a capped log (a Redis stream with approximate MAXLEN)."""
+
+    @abstractmethod
+    async def read_log(self, stream: str, count: int) -> list[LogEntry]:
+        """The newest ``count`` entries, newest first, each with its ``id``."""
+
+    @abstractmethod
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryStore(Store):
+    """One process's state: an LRU-bounded dict with expiries and bounded deques for logs."""
+
+    kind = "memory"
+
+    def __init__(self, max_items: int = 100_000) -> None:
+        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._logs: dict[str, deque[LogEntry]] = {}
+        self._max_items = max_items
+        self._seq = count(1)
+
+    def _live(self, key: str) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if expires is not None and expires <= time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    async def get(self, key: str) -> bytes | None:
+        return self._live(key)
+
+    async def set(
+        self, key: str, value: bytes, ttl_s: float | None = None, only_if_absent: bool = False
+    ) -> bool:
+        if only_if_absent and self._live(key) is not None:
+            return False
+        self._data[key] = (value, time.monotonic() + ttl_s if ttl_s else None)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max_items:
+            self._data.popitem(last=False)
+        return True
+
+    async def delete(self, *keys: str) -> int:
+        return sum(self._data.pop(k, None) is not None for k in keys)
+
+    async def delete_if_equal(self, key: str, value: bytes) -> bool:
+        if self._live(key) == value:
+            del self._data[key]
+            return True
+        return False
+
+    async def delete_prefix(self, prefix: str) -> int:
+        doomed = [k for k in self._data if k.startswith(prefix)]
+        for k in doomed:
+            del self._data[k]
+        return len(doomed)
+
+    async def append_log(self, stream: str, fields: LogEntry, maxlen: int) -> None:
+        log = self._logs.get(stream)
+        if log is None or log.maxlen != maxlen:
+            log = self._logs[stream] = deque(log or (), maxlen=maxlen)
+        log.append({"id": f"{int(time.time() * 1000)}-{next(self._seq)}", **fields})
+
+    async def read_log(self, stream: str, count: int) -> list[LogEntry]:
+        log = self._logs.get(stream, deque())
+        return list(reversed(log))[:count]
+
+    async def ping(self) -> bool:
+        return True
+
+
+_DELETE_IF_EQUAL = """
+-- KEYS[1]: the lock key; ARGV[1]: the token its owner wrote. Deletes only our own lock.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisStore(Store):
+    """State shared by every worker and replica through one Redis (redis-py asyncio, pooled)."""
+
+    kind = "redis"
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+        self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (TimeoutError, aioredis.RedisError, OSError) as exc:
+            raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._call(self.redis.get(key))  # type: ignore[no-any-return]
+
+    async def set(
+        self, key: str, value: bytes, ttl_s: float | None = None, only_if_absent: bool = False
+    ) -> bool:
+        px = max(1, int(ttl_s * 1000)) if ttl_s else None
+        return bool(await self._call(self.redis.set(key, value, px=px, nx=only_if_absent)))
+
+    async def delete(self, *keys: str) -> int:
+        return int(await self._call(self.redis.delete(*keys))) if keys else 0
+
+    async def delete_if_equal(self, key: str, value: bytes) -> bool:
+        return bool(await self._call(self._delete_if_equal(keys=[key], args=[value])))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        async def scan_and_delete() -> int:
+            deleted = 0
+            batch: list[bytes] = []
+            async for key in self.redis.scan_iter(match=_glob_escape(prefix) + "*", count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += await self.redis.unlink(*batch)
+                    batch.clear()
+            if batch:
+                deleted += await self.redis.unlink(*batch)
+            return deleted
+
+        return int(await self._call(scan_and_delete()))
+
+    async def append_log(self, stream: str, fields: LogEntry, maxlen: int) -> None:
+        await self._call(self.redis.xadd(stream, fields, maxlen=maxlen, approximate=True))  # type: ignore[arg-type]
+
+    async def read_log(self, stream: str, count: int) -> list[LogEntry]:
+        rows = await self._call(self.redis.xrevrange(stream, count=count))
+        return [
+            {"id": _text(entry_id), **{_text(k): _text(v) for k, v in data.items()}}
+            for entry_id, data in rows
+        ]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._call(self.redis.ping()))
+        except StoreError:
+            return False
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def connect_redis(config: StoreConfig, url: str | None = None) -> aioredis.Redis:
+    """A pooled asyncio client for ``url`` (password and ``rediss://`` TLS come from the URL)."""
+    return aioredis.Redis.from_url(
+        url or config.url,
+        max_connections=config.max_connections,
+        socket_timeout=config.socket_timeout_s,
+        socket_connect_timeout=config.socket_timeout_s,
+        health_check_interval=30,
+    )
+
+
+def open_store(config: StoreConfig) -> Store:
+    """The Redis store when a URL is configured, else the in-process memory store."""
+    if config.url:
+        return RedisStore(connect_redis(config))
+    return MemoryStore()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,275 @@
+"""Pure builders of OpenAI-shaped bodies for the fake upstream.
+
+Kept free of HTTP so the plain handlers, the SSE streams and the batch runner all answer a request
+identically, and so tests can compute the exact answer (text, tokens, vectors) they should expect.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import random
+import secrets
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+FINGERPRINT = "fp_fake0001"
+EMBEDDING_DIMENSIONS = 8
+MESSAGE_OVERHEAD_TOKENS = 4
+
+Responder = Callable[[dict[str, Any]], str]
+
+
+class ApiError(Exception):
+    """An error the real API would answer with; rendered as ``{"error": {...}}``."""
+
+    def __init__(
+        self, status: int, message: str, *, type_: str = "invalid_request_error",
+        param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = error_body(message, type_, param, code)
+        self.headers = headers or {}
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def count_tokens(text: str) -> int:
+    """Deterministic stand-in for a tokenizer: one token per 4 characters, rounded up."""
+    return -(-len(text) // 4)
+
+
+def text_of(content: Any) -> str:
+    """The text of a message ``content``: a string, or the joined ``text`` of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """Prompt tokens the fake bills for ``messages``: ``count_tokens(text) + 4`` per message."""
+    return sum(count_tokens(text_of(m.get("content"))) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+
+
+def last_user_text(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return text_of(message.get("content"))
+    return ""
+
+
+def new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+def require(body: Any, name: str) -> Any:
+    """Return ``body[name]`` or raise the real API's missing-parameter error."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "We could not parse the JSON body of your request. The OpenAI API expects a "
+                       "JSON payload, but what was sent was not valid JSON.")
+    if body.get(name) is None:
+        if name == "model":
+            raise ApiError(400, "you must provide a model parameter")
+        raise ApiError(400, f"Missing required parameter: '{name}'.", param=name,
+                       code="missing_required_parameter")
+    return body[name]
+
+
+def _limit(body: dict[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ApiError(400, f"Invalid '{name}': integer below minimum value.", param=name,
+                               code="integer_below_min_value")
+            return value
+    return None
+
+
+def _truncate(text: str, limit: int | None) -> tuple[str, str]:
+    """Cut ``text`` to ``limit`` tokens like ``max_tokens`` does: (text, finish_reason)."""
+    if limit is not None and count_tokens(text) > limit:
+        return text[: limit * 4], "length"
+    return text, "stop"
+
+
+def usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+    }
+
+
+@dataclass(slots=True)
+class ChatAnswer:
+    """What the fake will answer to one chat request, shared by the JSON and SSE renderings."""
+
+    model: str
+    n: int
+    content: str | None
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int  # per choice
+    tool_name: str | None = None
+    tool_arguments: str = ""
+    tool_id: str = ""
+    id: str = field(default_factory=lambda: new_id("chatcmpl-"))
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return usage(self.prompt_tokens, self.completion_tokens * self.n)
+
+
+def plan_chat(body: Any, responder: Responder | None = None) -> ChatAnswer:
+    """Validate a chat request like the real API and decide the deterministic answer."""
+    model = require(body, "model")
+    messages = require(body, "messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "Invalid 'messages': empty array. Expected an array with minimum length 1, but "
+                       "got an empty array instead.", param="messages", code="empty_array")
+    if not all(isinstance(m, dict) for m in messages):
+        raise ApiError(400, "Invalid type for 'messages': expected an array of objects.", param="messages",
+                       code="invalid_type")
+    n = body.get("n") or 1
+    if not isinstance(n, int) or not 1 <= n <= 128:
+        raise ApiError(400, "Invalid 'n': expected an integer between 1 and 128.", param="n")
+    user = last_user_text(messages)
+    prompt = prompt_tokens(messages)
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if tools and choice != "none":
+        name = tools[0].get("function", {}).get("name", "tool")
+        if isinstance(choice, dict):
+            name = choice.get("function", {}).get("name", name)
+        arguments = orjson.dumps({"echo": user}).decode()
+        return ChatAnswer(model, n, None, "tool_calls", prompt, count_tokens(name + arguments),
+                          tool_name=name, tool_arguments=arguments, tool_id=new_id("call_"))
+    text = responder(body) if responder is not None else "echo: " + user
+    text, finish = _truncate(text, _limit(body, "max_completion_tokens", "max_tokens"))
+    return ChatAnswer(model, n, text, finish, prompt, count_tokens(text))
+
+
+def chat_completion(answer: ChatAnswer) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None,
+                               "annotations": []}
+    if answer.tool_name is not None:
+        message["tool_calls"] = [{"id": answer.tool_id, "type": "function",
+                                  "function": {"name": answer.tool_name, "arguments": answer.tool_arguments}}]
+    return {
+        "id": answer.id, "object": "chat.completion", "created": answer.created, "model": answer.model,
+        "choices": [{"index": i, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}
+                    for i in range(answer.n)],
+        "usage": answer.usage, "service_tier": "default", "system_fingerprint": FINGERPRINT,
+    }
+
+
+@dataclass(slots=True)
+class CompletionAnswer:
+    """A legacy completions answer: ``choices`` are (text, finish_reason), ``n`` per prompt, in order."""
+
+    model: str
+    choices: list[tuple[str, str]]
+    prompt_tokens: int
+    id: str = field(default_factory=lambda: new_id("cmpl-"))
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return usage(self.prompt_tokens, sum(count_tokens(text) for text, _ in self.choices))
+
+
+def plan_completion(body: Any) -> CompletionAnswer:
+    model = require(body, "model")
+    prompt = require(body, "prompt")
+    is_tokens = isinstance(prompt, list) and bool(prompt) and all(isinstance(t, int) for t in prompt)
+    prompts = [prompt] if isinstance(prompt, str) or is_tokens else prompt
+    if not isinstance(prompts, list) or not prompts:
+        raise ApiError(400, "Invalid 'prompt': expected a string or a non-empty array.", param="prompt")
+    n = body.get("n") or 1
+    limit = _limit(body, "max_tokens")
+    choices, tokens = [], 0
+    for item in prompts:
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += count_tokens(item) if isinstance(item, str) else len(item)
+        choices += [_truncate("echo: " + text, limit)] * n
+    return CompletionAnswer(model, choices, tokens)
+
+
+def completion(answer: CompletionAnswer) -> dict[str, Any]:
+    return {
+        "id": answer.id, "object": "text_completion", "created": answer.created, "model": answer.model,
+        "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": finish}
+                    for i, (text, finish) in enumerate(answer.choices)],
+        "usage": answer.usage, "system_fingerprint": FINGERPRINT,
+    }
+
+
+def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A unit vector derived from ``text`` only, rounded to float32 so base64 and float answers agree."""
+    rng = random.Random(text)
+    vector = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *(x / norm for x in vector))))
+
+
+def embeddings(body: Any) -> dict[str, Any]:
+    model = require(body, "model")
+    raw = require(body, "input")
+    single = isinstance(raw, str) or (isinstance(raw, list) and bool(raw) and isinstance(raw[0], int))
+    inputs = [raw] if single else raw
+    if not isinstance(inputs, list) or not inputs or any(item in ("", []) for item in inputs):
+        raise ApiError(400, "'$.input' is invalid. Please check the API reference: "
+                       "https://platform.openai.com/docs/api-reference.")
+    dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+    as_base64 = body.get("encoding_format") == "base64"
+    data, tokens = [], 0
+    for index, item in enumerate(inputs):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += count_tokens(item) if isinstance(item, str) else len(item)
+        vector: Any = fake_embedding(text, dimensions)
+        if as_base64:
+            vector = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    return {"object": "list", "data": data, "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def response(body: Any) -> dict[str, Any]:
+    """A minimal but complete Responses API object answering ``"echo: " + <last user input>``."""
+    model = require(body, "model")
+    raw = require(body, "input")
+    items = [{"role": "user", "content": raw}] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items:
+        raise ApiError(400, "Invalid 'input': expected a string or a non-empty array.", param="input")
+    if body.get("instructions"):
+        items = [{"role": "system", "content": body["instructions"]}, *items]
+    text, finish = _truncate("echo: " + last_user_text(items), _limit(body, "max_output_tokens"))
+    in_tokens = prompt_tokens([i for i in items if isinstance(i, dict)])
+    out_tokens = count_tokens(text)
+    now = int(time.time())
+    return {
+        "id": new_id("resp_"), "object": "response", "created_at": now, "completed_at": now,
+        "status": "completed" if finish == "stop" else "incomplete", "error": None,
+        "incomplete_details": None if finish == "stop" else {"reason": "max_output_tokens"},
+        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+        "model": model, "metadata": body.get("metadata") or {},
+        "output": [{"type": "message", "id": new_id("msg_"), "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}],
+        "parallel_tool_calls": True, "temperature": 1.0, "tool_choice": "auto", "tools": [], "top_p": 1.0,
+        "text": {"format": {"type": "text"}}, "truncation": "disabled",
+        "usage": {"input_tokens": in_tokens, "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens": out_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": in_tokens + out_tokens},
+    }

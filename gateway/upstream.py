@@ -1,0 +1,190 @@
+"""Calling providers: model resolution, retries with backoff and jitter, Retry-After, deadlines, fallbacks.
+
+This is the only place that decides whether a provider failure is retried, moved to a fallback model,
+relayed as is, or turned into a 502/504. Providers themselves never retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from gateway import metrics
+from gateway.context import RequestContext
+from gateway.errors import GatewayError, NotFound, UpstreamError, UpstreamTimeout
+from gateway.logs import get_logger
+from gateway.policy import WILDCARD, Policy
+from gateway.policy.core import ModelConfig
+from gateway.providers import Provider, UpstreamReply
+
+log = get_logger("gateway.upstream")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A model as the gateway knows it, and how to reach it."""
+
+    name: str
+    upstream_model: str
+    provider: Provider
+    config: ModelConfig
+
+
+class ModelCatalog:
+    """The models the policy declares; a ``*`` entry sends any other name to its provider."""
+
+    def __init__(self, policy: Policy, providers: Mapping[str, Provider]) -> None:
+        self.providers = providers
+        self._models = {n: m for n, m in policy.models.items() if n != WILDCARD}
+        self._wildcard = policy.models.get(WILDCARD)
+        default = self._wildcard.provider if self._wildcard else next(iter(policy.providers), None)
+        self.default_provider = providers[default] if default else None
+
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def get(self, name: str) -> ModelConfig | None:
+        return self._models.get(name)
+
+    def resolve(self, name: str) -> Target:
+        config = self._models.get(name)
+        if config is not None:
+            return Target(name, config.upstream_model or name, self.providers[config.provider], config)
+        if self._wildcard is not None:
+            return Target(name, name, self.providers[self._wildcard.provider], self._wildcard)
+        raise NotFound(
+            f"The model '{name}' does not exist on this gateway.", param="model", code="model_not_found"
+        )
+
+    def chain(self, target: Target) -> list[Target]:
+        """The target, then its fallbacks in policy order."""
+        return [target, *(self.resolve(name) for name in target.config.fallbacks)]
+
+
+class Upstream:
+    """Sends a request to the first target that answers, within each provider's retry policy."""
+
+    async def call(
+        self, ctx: RequestContext, targets: list[Target], path: str, body: dict[str, object], raw: bytes
+    ) -> tuple[Target, UpstreamReply]:
+        failure: GatewayError | UpstreamReply | None = None
+        for i, target in enumerate(targets):
+            if i:
+                metrics.FALLBACKS.labels(targets[i - 1].name, target.name).inc()
+                log.info(
+                    "fallback",
+                    request_id=ctx.request_id,
+                    from_model=targets[i - 1].name,
+                    to_model=target.name,
+                )
+            payload = (
+                raw
+                if body.get("model") == target.upstream_model
+                else _with_model(body, target.upstream_model)
+            )
+            outcome = await self._attempts(target.provider, path, payload, ctx.stream)
+            if (isinstance(outcome, UpstreamReply) and outcome.status < 400) or _final(outcome):
+                return target, outcome  # type: ignore[return-value]
+            failure = outcome
+        assert failure is not None
+        if isinstance(failure, GatewayError):
+            raise failure
+        raise _as_error(targets[-1].provider, failure)
+
+    async def _attempts(
+        self, provider: Provider, path: str, payload: bytes, stream: bool
+    ) -> GatewayError | UpstreamReply:
+        retry = provider.config.retry
+        deadline = time.monotonic() + retry.deadline_s
+        outcome: GatewayError | UpstreamReply
+        for attempt in range(retry.attempts):
+            started = time.perf_counter()
+            reply: UpstreamReply | None = None
+            try:
+                reply = await provider.send("POST", path, payload, stream=stream)
+            except TimeoutError:
+                outcome, reason = (
+                    UpstreamTimeout(f"Provider '{provider.name}' did not answer in time."),
+                    "timeout",
+                )
+            except aiohttp.ClientError as exc:
+                outcome = UpstreamError(f"Could not reach provider '{provider.name}': {type(exc).__name__}.")
+                reason = "connection"
+            else:
+                outcome, reason = reply, str(reply.status)
+                if not _retryable(reply.status):
+                    return reply
+            finally:
+                metrics.UPSTREAM_SECONDS.labels(provider.name).observe(time.perf_counter() - started)
+            if attempt + 1 >= retry.attempts:
+                break
+            delay = _retry_after(reply) if reply is not None else None
+            if delay is None:
+                delay = min(retry.backoff_max_s, retry.backoff_base_s * 2**attempt) * random.uniform(0.5, 1.0)
+            if time.monotonic() + delay > deadline:
+                break
+            metrics.UPSTREAM_RETRIES.labels(provider.name, reason).inc()
+            await asyncio.sleep(delay)
+        kind = outcome.code if isinstance(outcome, GatewayError) else str(outcome.status)
+        metrics.UPSTREAM_ERRORS.labels(provider.name, kind or "error").inc()
+        return outcome
+
+
+def _retryable(status: int) -> bool:
+    return status == 429 or status >= 500 or status in (401, 403)
+
+
+def _final(outcome: GatewayError | UpstreamReply) -> bool:
+    """Client errors (400, 404, 422...) are the caller's to see: no fallback can fix them."""
+    return (
+        isinstance(outcome, UpstreamReply) and 400 <= outcome.status < 500 and not _retryable(outcome.status)
+    )
+
+
+def _retry_after(reply: UpstreamReply) -> float | None:
+    value = reply.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _with_model(body: dict[str, object], model: str) -> bytes:
+    return orjson.dumps({**body, "model": model})
+
+
+def _as_error(provider: Provider, reply: UpstreamReply) -> GatewayError:
+    """The last provider failure, as the client should see it, without the provider's secrets."""
+    message = _upstream_message(reply.body, provider.secrets)
+    if reply.status == 429:
+        headers = {"Retry-After": reply.headers["retry-after"]} if "retry-after" in reply.headers else {}
+        return GatewayError(
+            f"Provider '{provider.name}' is rate limiting: {message}",
+            status=429,
+            type="rate_limit_error",
+            code="upstream_rate_limited",
+            headers=headers,
+        )
+    if reply.status in (401, 403):
+        return UpstreamError(
+            f"Provider '{provider.name}' rejected the gateway's credentials; tell the operator."
+        )
+    return UpstreamError(f"Provider '{provider.name}' failed with status {reply.status}: {message}")
+
+
+def _upstream_message(body: bytes, secrets: tuple[str, ...]) -> str:
+    try:
+        message = str(orjson.loads(body)["error"]["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message = body[:200].decode("utf-8", "replace") or "no details"
+    for secret in secrets:
+        message = message.replace(secret, "[redacted]")
+    return message

@@ -1,0 +1,36 @@
+"""One serving process: the event loop, the app, and graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from gateway import logs
+from gateway.policy import Policy
+
+
+def run_worker(policy: Policy, host: str, port: int, reuse_port: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT; in-flight requests get ``server.drain_timeout_s`` to finish."""
+    logs.configure(policy.logging.level)
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        pass
+    from gateway.server import create_app
+
+    logs.get_logger("gateway.worker").info("listening", host=host, port=port)
+    web.run_app(
+        create_app(policy),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=policy.server.drain_timeout_s,
+        handler_cancellation=True,
+        reuse_port=reuse_port or None,
+        backlog=1024,
+    )
+    return 0

@@ -1,0 +1,112 @@
+"""Fixtures shared by the whole suite: a real Redis server started by the suite itself, a fake provider,
+and gateways built from policy dicts, driven by the official openai SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+import redis
+
+from gateway.policy import Policy
+from gateway.server import create_app
+from gateway.testing.background import BackgroundServer
+from gateway.testing.redis_server import RedisServer
+from gateway.testing.upstream import FakeUpstream
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real Redis-compatible server for the session, on a free loopback port."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The session server's URL, with an empty keyspace for this test."""
+    if redis_server._proc is None:  # a previous test stopped it to simulate an outage
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+PROVIDER_KEY = "sk-provider-SECRET-0123456789abcdef"
+GATEWAY_KEY = "gw-agent-key-1"
+ADMIN_KEY = "gw-admin-key"
+
+
+@pytest.fixture
+def fake_upstream() -> Iterator[FakeUpstream]:
+    """A fake OpenAI-compatible provider on loopback that checks the gateway's provider key."""
+    fake = FakeUpstream(expected_key=PROVIDER_KEY)
+    server = BackgroundServer(fake.app()).start()
+    fake.url = server.url  # type: ignore[attr-defined]
+    yield fake
+    server.stop()
+
+
+def base_policy(upstream_url: str, **sections: Any) -> dict[str, Any]:
+    """A test policy: one provider (the fake), a few models, one gateway key; sections override."""
+    policy: dict[str, Any] = {
+        "server": {"admin_key": ADMIN_KEY, "drain_timeout_s": 5},
+        "auth": {"keys": [{"key": GATEWAY_KEY, "agent": "agent-1", "team": "backend"}]},
+        "providers": {
+            "openai": {
+                "base_url": upstream_url + "/v1",
+                "api_key": PROVIDER_KEY,
+                "timeout_s": 5,
+                "retry": {"attempts": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.05, "deadline_s": 5},
+            }
+        },
+        "models": {
+            "gpt-4o-mini": {"provider": "openai", "tier": "small"},
+            "gpt-4.1": {"provider": "openai", "tier": "large", "fallbacks": ["gpt-4o-mini"]},
+            "text-embedding-3-small": {"provider": "openai", "tier": "small"},
+        },
+    }
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(policy.get(name), dict):
+            policy[name] = {**policy[name], **value}
+        else:
+            policy[name] = value
+    return policy
+
+
+@pytest.fixture
+def start_gateway() -> Iterator[Callable[..., str]]:
+    """Start a gateway (in a background thread) for a policy dict; returns its base URL."""
+    servers: list[BackgroundServer] = []
+
+    def start(policy: dict[str, Any]) -> str:
+        server = BackgroundServer(
+            create_app(Policy.model_validate(policy)), handler_cancellation=True
+        ).start()
+        servers.append(server)
+        return server.url
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def gateway(fake_upstream: FakeUpstream, start_gateway: Callable[..., str]) -> str:
+    """A gateway with the test policy in front of the fake upstream."""
+    return start_gateway(base_policy(fake_upstream.url))  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def client(gateway: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway + "/v1", api_key=GATEWAY_KEY, max_retries=0) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+async def aclient(gateway: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=gateway + "/v1", api_key=GATEWAY_KEY, max_retries=0) as sdk:
+        yield sdk

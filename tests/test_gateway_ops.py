@@ -1,0 +1,244 @@
+"""Operations: health, readiness, metrics (also summed across workers), logs, drain, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import yaml
+from aiohttp import web
+
+from gateway.testing.background import BackgroundServer
+from gateway.testing.redis_server import RedisServer, free_port
+from gateway.testing.upstream import FakeUpstream
+from tests.conftest import ADMIN_KEY, GATEWAY_KEY, PROVIDER_KEY, base_policy
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        series, value = line.rsplit(" ", 1)
+        if all(f'{k}="{v}"' in series for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_health_ready_metrics(gateway: str, client: openai.OpenAI) -> None:
+    assert httpx.get(f"{gateway}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{gateway}/readyz")
+    assert ready.status_code == 200 and ready.json()["store"] is True
+    before = metric(
+        httpx.get(f"{gateway}/metrics").text, "gateway_requests_total", endpoint="chat.completions"
+    )
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    text = httpx.get(f"{gateway}/metrics").text
+    assert metric(text, "gateway_requests_total", endpoint="chat.completions", code="200") >= 1
+    assert metric(text, "gateway_requests_total", endpoint="chat.completions") == before + 1
+    assert metric(text, "tokens_used_total", agent="agent-1", model="gpt-4o-mini") > 0
+    for name in (
+        "gateway_request_duration_seconds_bucket",
+        "gateway_overhead_seconds_bucket",
+        "gateway_upstream_duration_seconds_bucket",
+    ):
+        assert name in text
+    assert PROVIDER_KEY not in text and GATEWAY_KEY not in text
+
+
+def test_readyz_fails_when_redis_is_down(
+    fake_upstream: FakeUpstream, start_gateway: Callable[..., str]
+) -> None:
+    with RedisServer() as server:
+        url = start_gateway(
+            base_policy(fake_upstream.url, store={"url": server.url, "socket_timeout_s": 0.5})
+        )  # type: ignore[attr-defined]
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        server.stop()
+        response = httpx.get(f"{url}/readyz")
+        assert response.status_code == 503 and response.json()["store"] is False
+
+
+class SlowUpstream:
+    """An upstream that notices when the gateway hangs up on it (the cancellation we want)."""
+
+    def __init__(self) -> None:
+        self.disconnected = threading.Event()
+
+    async def chat(self, request: web.Request) -> web.Response:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if request.transport is None or request.transport.is_closing():
+                self.disconnected.set()
+                return web.Response(status=499)
+        return web.json_response({"choices": []})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        return app
+
+
+def test_client_disconnect_cancels_upstream(start_gateway: Callable[..., str]) -> None:
+    slow = SlowUpstream()
+    with BackgroundServer(slow.app()) as upstream:
+        url = start_gateway(base_policy(upstream.url))
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": MESSAGES},
+                headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+                timeout=0.3,
+            )
+        assert slow.disconnected.wait(3), "the upstream request must be cancelled when the client leaves"
+
+
+# --- the real command, as operators run it -----------------------------------------------------------------
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path, fake_upstream: FakeUpstream) -> Callable[..., Path]:
+    def write(**sections: object) -> Path:
+        path = tmp_path / "policy.yaml"
+        path.write_text(yaml.safe_dump(base_policy(fake_upstream.url, **sections)))  # type: ignore[attr-defined]
+        return path
+
+    return write
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str], str]]]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(policy: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        log = open(tmp_path / f"gateway-{port}.log", "w+")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(policy),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        proc.log_path = log.name  # type: ignore[attr-defined]
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
+                    return proc, url
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError(Path(log.name).read_text())
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_drains_in_flight_requests(
+    serve: Callable[..., tuple[subprocess.Popen[str], str]],
+    policy_file: Callable[..., Path],
+    fake_upstream: FakeUpstream,
+) -> None:
+    proc, url = serve(policy_file())
+    fake_upstream.latency_s = 1.0
+    result: dict[str, int] = {}
+
+    def slow_call() -> None:
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": MESSAGES},
+            headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+            timeout=10,
+        )
+        result["status"] = response.status_code
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGTERM)
+    caller.join(10)
+    assert result.get("status") == 200, "an in-flight request must finish during the drain"
+    assert proc.wait(10) == 0
+
+
+def test_logs_one_json_line_per_request_without_secrets(
+    serve: Callable[..., tuple[subprocess.Popen[str], str]], policy_file: Callable[..., Path]
+) -> None:
+    proc, url = serve(policy_file())
+    headers = {"Authorization": f"Bearer {GATEWAY_KEY}", "X-Task-Type": "refactor"}
+    for _ in range(3):
+        httpx.post(
+            f"{url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES}, headers=headers
+        )
+    httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES},
+        headers={"Authorization": "Bearer sk-wrong-key-123456"},
+    )
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    text = Path(proc.log_path).read_text()  # type: ignore[attr-defined]
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line["event"] == "request"]
+    assert len(requests) == 4
+    ok = [r for r in requests if r["status"] == 200]
+    assert len(ok) == 3 and len({r["request_id"] for r in ok}) == 3
+    assert all(r["agent"] == "agent-1" and r["model"] == "gpt-4o-mini" and r["prompt_tokens"] for r in ok)
+    assert [r["status"] for r in requests if r["status"] != 200] == [401]
+    for secret in (PROVIDER_KEY, GATEWAY_KEY, "sk-wrong-key-123456", ADMIN_KEY):
+        assert secret not in text
+
+
+def test_workers_share_metrics_through_redis_policy(
+    serve: Callable[..., tuple[subprocess.Popen[str], str]],
+    policy_file: Callable[..., Path],
+    redis_url: str,
+) -> None:
+    proc, url = serve(policy_file(store={"url": redis_url}), "--workers", "2")
+    with httpx.Client() as http:
+        for _ in range(20):
+            http.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": MESSAGES},
+                headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+            )
+    # Every scrape, whichever worker answers it, reports the sum over both workers.
+    values = set()
+    for _ in range(8):
+        with httpx.Client() as fresh:  # new connection: the kernel may pick either worker
+            text = fresh.get(f"{url}/metrics").text
+        values.add(metric(text, "gateway_requests_total", endpoint="chat.completions", code="200"))
+    assert values == {20.0}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
