@@ -38,6 +38,9 @@ class RequestContext:
     requested_model: str = ""
     model: str = ""
     route_reason: str = "requested"
+    prompt_estimate: int = 0
+    budget_left: float | None = None
+    """Fraction (0..1) of the agent's or sprint's budget left, set by the budget stage for the router."""
     provider: str = ""
     cache_status: str = "BYPASS"
     usage: Usage | None = None
