@@ -23,7 +23,8 @@ from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.providers import UpstreamReply
 from gateway.sse import UsageWatcher, event_data, events
-from gateway.upstream import ModelCatalog, Upstream
+from gateway.tokens import estimate_prompt
+from gateway.upstream import ModelCatalog, Target, Upstream
 from gateway.validation import CHAT, COMPLETIONS, parse_json, validate
 
 log = get_logger("gateway.pipeline")
@@ -48,7 +49,14 @@ class Pipeline:
 
     async def handle(self, request: web.Request, endpoint: str, path: str) -> web.StreamResponse:
         ctx, raw = await self._admit(request, endpoint)
+        ctx.prompt_estimate = estimate_prompt(endpoint, ctx.body)
         target = self.catalog.resolve(ctx.requested_model)
+        return await self._forward(request, ctx, raw, path, target)
+
+    async def _forward(
+        self, request: web.Request, ctx: RequestContext, raw: bytes, path: str, target: Target
+    ) -> web.StreamResponse:
+        """Send to the provider (with retries and the target's fallbacks) and relay the answer."""
         raw = self._upstream_body(ctx, raw)
         sent = time.perf_counter()
         try:
