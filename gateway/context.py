@@ -41,6 +41,8 @@ class RequestContext:
     prompt_estimate: int = 0
     budget_left: float | None = None
     """Fraction (0..1) of the agent's or sprint's budget left, set by the budget stage for the router."""
+    downgrade: bool = False
+    """Set by the budget stage past ``alert_at``: the router then picks a cheaper tier."""
     provider: str = ""
     cache_status: str = "BYPASS"
     usage: Usage | None = None
