@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from gateway import metrics
+from gateway import admin, metrics
 from gateway.errors import GatewayError, from_http_exception
 from gateway.identity import Authenticator, check_admin
 from gateway.logs import get_logger
@@ -45,6 +45,7 @@ def create_app(policy: Policy, store: Store | None = None) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    admin.register(app)
     app.router.add_route("*", "/admin/{tail:.*}", admin_not_found)
     return app
 
