@@ -34,6 +34,8 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.close()
     yield redis_server.url
 
+# Fixtures of the autoscaler tests (fake Kubernetes and Docker APIs, a Redis client).
+pytest_plugins = ["tests.autoscaler_fakes"]
 
 PROVIDER_KEY = "sk-provider-SECRET-0123456789abcdef"
 GATEWAY_KEY = "gw-agent-key-1"
