@@ -1,0 +1,165 @@
+"""The LLMCache stage (seed section 3): answer repeated requests from the store.
+
+Per request it decides whether the cache applies (policy, endpoint, ``Cache-Control``), looks the key up,
+joins identical requests in flight, and after the provider answered stores complete answers only. The
+cache fails open: store trouble means ``X-Cache: BYPASS``, never a failed request.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from gateway import metrics
+from gateway.cache.entry import CacheEntry, complete
+from gateway.cache.keys import cache_key, deterministic
+from gateway.cache.singleflight import Lease, SingleFlight
+from gateway.context import RequestContext, Usage
+from gateway.logs import get_logger
+from gateway.policy.cache import CacheConfig
+from gateway.pricing import PriceBook
+from gateway.store import Store, StoreError
+
+log = get_logger("gateway.cache")
+_MAX_AGE = re.compile(r"max-age\s*=\s*(\d+)")
+
+
+@dataclass(slots=True)
+class Plan:
+    """How the cache treats one request."""
+
+    endpoint: str
+    key: str
+    scope: str
+    ttl_s: float
+    read: bool
+    max_age_s: float | None = None
+
+
+def scope_for(config: CacheConfig, team: str, agent: str) -> str:
+    """Who may share an answer with this caller (part of the key, so never wider than the policy says)."""
+    if config.scope == "global":
+        return "global"
+    if config.scope == "agent":
+        return f"agent:{team}/{agent}"
+    return f"team:{team}"
+
+
+def terms(
+    config: CacheConfig, endpoint: str, cache_control: str | None, is_deterministic: bool
+) -> tuple[float, bool, float | None] | None:
+    """``(ttl, read, max_age)`` for a request, or None when the cache must not be used.
+
+    Pure, so the what-if replay applies another policy's cache settings exactly as the gateway would."""
+    if not config.enabled or endpoint not in config.endpoints:
+        return None
+    if config.only_deterministic and endpoint != "embeddings" and not is_deterministic:
+        return None
+    control = (cache_control or "").lower()
+    if "no-store" in control:
+        return None
+    ttl, read, max_age = config.ttl_s, "no-cache" not in control, None
+    match = _MAX_AGE.search(control)
+    if match:
+        max_age = float(match.group(1))
+        read = read and max_age > 0
+        ttl = max_age if max_age > 0 else ttl
+    return ttl, read, max_age
+
+
+class LLMCache:
+    def __init__(self, config: CacheConfig, store: Store, prefix: str, prices: PriceBook) -> None:
+        self.config = config
+        self.store = store
+        self.prefix = f"{prefix}cache:"
+        self.prices = prices
+        self.flights = SingleFlight(
+            store, f"{prefix}cache-lock:", config.lock_ttl_s, config.wait_timeout_s, config.poll_interval_s
+        )
+        self._last_error_log = 0.0
+
+    def scope_of(self, ctx: RequestContext) -> str:
+        return scope_for(self.config, ctx.team, ctx.agent)
+
+    def plan(self, ctx: RequestContext) -> Plan | None:
+        """None when the cache must not be used for this request (``X-Cache: BYPASS``)."""
+        found = terms(self.config, ctx.endpoint, ctx.cache_control, deterministic(ctx.body))
+        if found is None:
+            return None
+        ttl, read, max_age = found
+        scope = self.scope_of(ctx)
+        ctx.cache_key = key = cache_key(ctx.endpoint, ctx.model, ctx.body, scope)
+        return Plan(ctx.endpoint, key, scope, ttl, read, max_age)
+
+    def entry_key(self, plan: Plan) -> str:
+        return f"{self.prefix}{plan.scope}:{plan.key}"
+
+    async def fetch(self, ctx: RequestContext, plan: Plan) -> CacheEntry | Lease | None:
+        """A stored or just-produced answer, a lease to produce it, or None (store down: bypass)."""
+        try:
+            if plan.read:
+                raw = await self.store.get(self.entry_key(plan))
+                if raw is not None:
+                    entry = CacheEntry.decode(raw)
+                    if plan.max_age_s is None or entry.age <= plan.max_age_s:
+                        self._hit(ctx, entry)
+                        return entry
+                metrics.CACHE_MISSES.labels(ctx.endpoint).inc()
+            outcome = await self.flights.join(plan.key, self.entry_key(plan))
+        except StoreError as exc:
+            self._store_trouble("lookup", exc)
+            return None
+        if isinstance(outcome, CacheEntry):
+            self._hit(ctx, outcome)
+        else:
+            ctx.cache_status = "MISS" if plan.read else "BYPASS"
+        return outcome
+
+    async def settle(self, plan: Plan, lease: Lease, status: int, answer: bytes | None) -> None:
+        """Store a complete successful answer and hand it to the requests waiting for it."""
+        entry = None
+        if status == 200 and answer is not None and len(answer) <= self.config.max_entry_bytes:
+            try:
+                parsed = orjson.loads(answer)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if complete(plan.endpoint, parsed):
+                entry = CacheEntry(time.time(), answer)
+        if entry is not None:
+            try:
+                await self.store.set(self.entry_key(plan), entry.encode(), ttl_s=plan.ttl_s)
+            except StoreError as exc:
+                self._store_trouble("store", exc)
+        await self.flights.publish(lease, entry)
+
+    async def clear(self, scope: str | None = None, key: str | None = None) -> int:
+        """Admin: drop everything, one scope, or one key (within a scope, or in every scope)."""
+        if key is not None:
+            if scope is not None:
+                return await self.store.delete(f"{self.prefix}{scope}:{key}")
+            return await self.store.delete_matching(self.prefix, f":{key}")
+        return await self.store.delete_matching(self.prefix + (f"{scope}:" if scope else ""))
+
+    def _hit(self, ctx: RequestContext, entry: CacheEntry) -> None:
+        ctx.cache_status = "HIT"
+        ctx.extra_headers["X-Cache-Age"] = str(int(entry.age))
+        metrics.CACHE_HITS.labels(ctx.endpoint).inc()
+        ctx.usage = usage = Usage.of(entry.body)
+        if usage is not None:
+            ctx.tokens_saved, ctx.saved_reason = usage.total, "cache"
+            metrics.CACHE_TOKENS_SAVED.inc(usage.total)
+            cost = self.prices.cost(ctx.model, usage.prompt_tokens, usage.completion_tokens)
+            if cost:
+                metrics.CACHE_COST_SAVED.inc(cost)
+
+    def _store_trouble(self, operation: str, exc: Exception) -> None:
+        metrics.STORE_ERRORS.labels(f"cache_{operation}").inc()
+        now = time.monotonic()
+        if now - self._last_error_log > 10:
+            self._last_error_log = now
+            log.warning(
+                "cache_store_error", operation=operation, error=str(exc), detail="failing open (BYPASS)"
+            )

@@ -1,0 +1,87 @@
+"""Stream assembly and replay are inverse: what a provider streamed is stored whole and replayed as SSE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.cache.entry import CacheEntry, StreamAssembler, complete, replay
+from gateway.sse import event_data
+
+ANSWER: dict[str, Any] = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini",
+    "system_fingerprint": "fp",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Hello there, a fairly long answer to split in pieces.",
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a": [1, 2]}'},
+                    }
+                ],
+            },
+            "logprobs": None,
+            "finish_reason": "tool_calls",
+        }
+    ],
+    "usage": {"prompt_tokens": 7, "completion_tokens": 11, "total_tokens": 18},
+}
+
+
+def assemble(events: list[bytes], endpoint: str = "chat.completions") -> dict[str, Any] | None:
+    tap = StreamAssembler(endpoint)
+    for event in events:
+        data = event_data(event.rstrip(b"\n"))
+        assert data is not None
+        tap.on_data(data)
+    return tap.answer()
+
+
+def test_replay_then_assemble_round_trips() -> None:
+    events = replay("chat.completions", ANSWER, include_usage=True, piece=5)
+    assert len(events) > 12 and events[-1] == b"data: [DONE]\n\n"
+    assert assemble(events) == ANSWER
+
+
+def test_usage_chunk_only_when_asked() -> None:
+    without = replay("chat.completions", ANSWER, include_usage=False, piece=5)
+    assert not any(b'"usage":{' in e for e in without)
+    rebuilt = assemble(without)
+    assert rebuilt is not None and "usage" not in rebuilt
+
+
+def test_completions_round_trip() -> None:
+    answer = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "text": "some text here", "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+    }
+    assert assemble(replay("completions", answer, True, 4), "completions") == answer
+
+
+def test_unfinished_streams_are_not_answers() -> None:
+    events = replay("chat.completions", ANSWER, include_usage=True, piece=5)
+    assert assemble(events[:-1]) is None, "no [DONE]"
+    assert assemble(events[:3] + events[-1:]) is None, "no finish reason"
+    assert assemble([b'data: {"error": {"message": "boom"}}\n\n', b"data: [DONE]\n\n"]) is None
+
+
+def test_complete_and_entry_encoding() -> None:
+    assert complete("chat.completions", ANSWER)
+    assert not complete("chat.completions", {"choices": [{"index": 0, "message": {}}]})
+    assert not complete("embeddings", {"data": []})
+    assert not complete("chat.completions", {"error": {"message": "x"}})
+    entry = CacheEntry(123.5, orjson.dumps(ANSWER))
+    assert CacheEntry.decode(entry.encode()) == entry
