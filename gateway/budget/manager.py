@@ -1,0 +1,257 @@
+"""The budget stage: reserve before forwarding, commit the provider's usage after (seed section 6).
+
+``reserve`` picks the sprint period, estimates the request (prompt estimate + max tokens), and asks the
+ledger to check and reserve in one atomic step; a refusal is an OpenAI-shaped 429 the SDK does not retry.
+``settle`` commits what the answer really used (0 for a cache hit, whose tokens count as saved) and
+releases the rest. With no sprint configured both are a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+from gateway import metrics
+from gateway.budget.alerts import AlertSink
+from gateway.budget.ledger import Ask, Balance, Charge, Ledger, Verdict, cap
+from gateway.budget.sprints import Period, period_of, select
+from gateway.context import RequestContext
+from gateway.errors import GatewayError, Unavailable
+from gateway.logs import get_logger
+from gateway.metrics import LabelLimiter
+from gateway.policy import Policy
+from gateway.policy.budget import BudgetConfig, SprintConfig
+from gateway.store import Store, StoreError
+from gateway.tokens import max_output
+from gateway.validation import EMBEDDINGS
+
+log = get_logger("gateway.budget")
+
+HEADER = "X-Budget-Remaining-Tokens"
+SPRINT_LABEL = "_sprint"
+CRITICAL = ("P0", "P1")
+RETAIN_S = 30 * 86400
+"""How long a finished period's counters stay readable (admin reports) before Redis drops them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A live reservation, settled once the answer is known."""
+
+    period: Period
+    agent: str
+    hold_id: str
+    tokens: int
+    agent_base: int
+
+
+class BudgetManager:
+    def __init__(
+        self,
+        config: BudgetConfig,
+        ledger: Ledger,
+        alerts: AlertSink,
+        agent_label: LabelLimiter,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.alerts = alerts
+        self.agent_label = agent_label
+        self.clock = clock
+        self._settling: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def for_policy(cls, policy: Policy, store: Store) -> BudgetManager:
+        budgets = policy.budgets
+        ledger = store.budget_ledger(policy.store.prefix)
+        return cls(budgets, ledger, AlertSink(budgets.webhook), LabelLimiter(policy.metrics.max_agent_labels))
+
+    async def start(self) -> None:
+        await self.alerts.start()
+
+    async def close(self) -> None:
+        if self._settling:
+            await asyncio.wait(self._settling, timeout=5)
+        await self.alerts.close()
+
+    def period(self, sprint: SprintConfig) -> Period | None:
+        """The sprint's running period now (the admin API reports it)."""
+        return period_of(sprint, self.clock())
+
+    async def reserve(self, ctx: RequestContext) -> Hold | None:
+        """Reserve the request's estimate in its sprint, or raise the refusal; None: no budget applies."""
+        if not self.config.sprints:
+            return None
+        now = self.clock()
+        period = select(self.config.sprints, ctx.agent, ctx.sprint, now)
+        if period is None:
+            return None
+        sprint = period.sprint
+        share = sprint.share(ctx.agent)
+        if share is None:
+            share = sprint.unknown_share
+            if not share:
+                raise _not_in_sprint(ctx.agent, sprint.id)
+        ask = self._ask(ctx, period, share)
+        try:
+            verdict = await self.ledger.reserve(period.bucket, ask)
+        except StoreError as exc:
+            return self._store_down(exc)
+        balance = verdict.balance
+        self._gauge(period, ctx.agent, balance)
+        if verdict.borrowed:
+            left = cap(balance.sprint_limit, sprint.block_at) - _sprint_load(balance)
+            log.info("budget_borrowed", sprint=sprint.id, agent=ctx.agent, tokens=ask.tokens)
+        else:
+            left = cap(balance.agent_limit, sprint.block_at) - _load(balance)
+        ctx.extra_headers[HEADER] = str(max(0, left))
+        if verdict.status != "ok":
+            self._refused(ctx, period, verdict, ask, now)
+        used = max(
+            _fraction(balance.agent_used, balance.agent_limit),
+            _fraction(balance.sprint_used, balance.sprint_limit),
+        )
+        ctx.budget_left = max(0.0, 1.0 - used)
+        ctx.downgrade = sprint.actions.downgrade and used >= sprint.alert_at
+        return Hold(period, ctx.agent, ask.hold_id, ask.tokens, verdict.agent_base)
+
+    def _ask(self, ctx: RequestContext, period: Period, share: int) -> Ask:
+        """The reservation for ``ctx``: prompt estimate + requested (or default) completion tokens."""
+        sprint = period.sprint
+        output = 0 if ctx.endpoint == EMBEDDINGS else max_output(ctx.body, self.config.default_max_tokens)
+        pause = sprint.actions.pause_non_critical
+        return Ask(
+            agent=ctx.agent,
+            hold_id=uuid.uuid4().hex,
+            tokens=ctx.prompt_estimate + output,
+            agent_tokens=share,
+            sprint_tokens=sprint.total_tokens,
+            block_at=sprint.block_at,
+            pause_at=pause.at if pause.enabled else 0.0,
+            critical=(ctx.priority or self.config.default_priority) in CRITICAL,
+            borrow=sprint.actions.redistribute,
+            seats=sprint.agents if isinstance(sprint.agents, int) else 0,
+            unknown_tokens=sprint.unknown_share,
+            ttl_s=self.config.reservation_ttl_s,
+            expire_at=period.expire_at(RETAIN_S),
+        )
+
+    def settle(self, hold: Hold, ctx: RequestContext) -> asyncio.Task[None]:
+        """Commit the usage in a task of its own, so a client hanging up cannot lose the commit."""
+        task = asyncio.ensure_future(self._commit(hold, ctx))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    async def _commit(self, hold: Hold, ctx: RequestContext) -> None:
+        usage = ctx.usage
+        hit = ctx.cache_status == "HIT"
+        used = 0 if hit or usage is None else usage.total
+        saved = usage.total if hit and usage is not None else 0
+        sprint = hold.period.sprint
+        charge = Charge(
+            agent=hold.agent,
+            hold_id=hold.hold_id,
+            tokens=used,
+            saved=saved,
+            agent_tokens=hold.agent_base,
+            sprint_tokens=sprint.total_tokens,
+            alert_at=sprint.alert_at,
+            block_at=sprint.block_at,
+            low_remaining=sprint.low_remaining,
+            expire_at=hold.period.expire_at(RETAIN_S),
+        )
+        try:
+            settled = await self.ledger.commit(hold.period.bucket, charge)
+        except StoreError as exc:
+            metrics.STORE_ERRORS.labels("budget_commit").inc()
+            log.error("budget_commit_failed", sprint=sprint.id, agent=hold.agent, tokens=used, error=str(exc))
+            return
+        self._gauge(hold.period, hold.agent, settled.balance)
+        for kind in settled.fired:
+            self.alerts.emit(kind, hold.period, None if kind == "low" else hold.agent, settled.balance)
+
+    def _refused(
+        self, ctx: RequestContext, period: Period, verdict: Verdict, ask: Ask, now: float
+    ) -> NoReturn:
+        metrics.TOKEN_BUDGET_EXCEEDED.labels(self.agent_label(ctx.agent)).inc()
+        if verdict.first_block:
+            self.alerts.emit("block", period, ctx.agent, verdict.balance)
+        if verdict.status == "unknown":
+            raise _not_in_sprint(ctx.agent, period.sprint.id)
+        raise _exhausted(ctx.agent, period, verdict, ask, now)
+
+    def _gauge(self, period: Period, agent: str, balance: Balance) -> None:
+        sprint = period.sprint.id
+        metrics.TOKEN_BUDGET_REMAINING.labels(sprint, self.agent_label(agent)).set(
+            balance.agent_limit - balance.agent_used
+        )
+        metrics.TOKEN_BUDGET_REMAINING.labels(sprint, SPRINT_LABEL).set(
+            balance.sprint_limit - balance.sprint_used
+        )
+
+    def _store_down(self, exc: StoreError) -> None:
+        metrics.STORE_ERRORS.labels("budget_reserve").inc()
+        if self.config.on_store_error == "allow":
+            log.warning("budget_store_error", error=str(exc), detail="request let through unaccounted")
+            return None
+        raise Unavailable(
+            "The token budget store cannot be reached, so budgeted requests are refused for now.",
+            code="budget_unavailable",
+            headers={"Retry-After": "1"},
+        )
+
+
+def _fraction(used: int, limit: int) -> float:
+    return used / limit if limit > 0 else 1.0
+
+
+def _load(balance: Balance) -> int:
+    return balance.agent_used + balance.agent_reserved
+
+
+def _sprint_load(balance: Balance) -> int:
+    return balance.sprint_used + balance.sprint_reserved
+
+
+def _not_in_sprint(agent: str, sprint: str) -> GatewayError:
+    return GatewayError(
+        f"Agent '{agent}' has no token budget in sprint '{sprint}'; ask an operator to add it to the policy.",
+        status=403,
+        type="permission_error",
+        code="agent_not_in_budget",
+        headers={"x-should-retry": "false"},
+    )
+
+
+def _exhausted(agent: str, period: Period, verdict: Verdict, ask: Ask, now: float) -> GatewayError:
+    """The 429 for a request the budget cannot cover; ``insufficient_quota`` so no SDK retries it."""
+    sprint, balance = period.sprint, verdict.balance
+    if verdict.status == "agent":
+        left = cap(balance.agent_limit, sprint.block_at) - _load(balance)
+        what = f"Agent '{agent}' has used its token budget in sprint '{sprint.id}'"
+    elif verdict.status == "sprint":
+        left = cap(balance.sprint_limit, sprint.block_at) - _sprint_load(balance)
+        what = f"Sprint '{sprint.id}' has used its token budget (request by agent '{agent}')"
+    else:
+        left = cap(balance.sprint_limit, sprint.actions.pause_non_critical.at) - _sprint_load(balance)
+        what = (
+            f"Sprint '{sprint.id}' is short of tokens, so non-critical (P2/P3) work of agent '{agent}'"
+            " is paused; P0/P1 requests go on"
+        )
+    resets = period.resets_at()
+    when = (
+        f"The budget resets at {resets}." if resets else "The sprint has no end; an operator must raise it."
+    )
+    message = f"{what}: {max(0, left)} tokens left, this request needs up to {ask.tokens}. {when}"
+    headers = {"x-should-retry": "false", HEADER: str(max(0, left))}
+    seconds = period.seconds_left(now)
+    if seconds is not None:
+        headers["Retry-After"] = str(seconds)
+    code = "budget_paused" if verdict.status == "paused" else "budget_exceeded"
+    return GatewayError(message, status=429, type="insufficient_quota", code=code, headers=headers)
