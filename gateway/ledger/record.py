@@ -1,0 +1,154 @@
+"""One ledger record per request: who asked, what the gateway decided, what it cost, how long it took.
+
+A record is a flat JSON object (fields that do not apply are left out). Besides what the report shows,
+it keeps the facts the what-if replay needs to decide again under another policy: the prompt estimate
+and requested max tokens (routing, budgets), a hash of the answer-changing fields without model and
+scope (``content_key``: cache), and the batch facts (``task_tokens``, ``batch_group``). The prompt text
+itself is recorded only when ``ledger.include_prompts`` is on.
+
+Records are built in the ledger's background task, never on the request path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.batcher.eligibility import BatchFacts, shared_context
+from gateway.budget.sprints import select
+from gateway.cache.keys import cache_key, deterministic
+from gateway.context import RequestContext
+from gateway.policy import Policy
+from gateway.pricing import PriceBook
+from gateway.router.rules import RuleSet
+from gateway.tokens import max_output
+from gateway.validation import CHAT, COMPLETIONS, EMBEDDINGS
+
+MODEL_ENDPOINTS = (CHAT, COMPLETIONS, EMBEDDINGS)
+_PATHS = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS}
+_HASH_CHARS = 32
+"""Replay keys are truncated SHA-256 hex (128 bits): plenty to tell requests apart, half the bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What the HTTP layer knows of every request, whether or not it got as far as a context."""
+
+    request_id: str
+    path: str
+    status: int
+    arrival: float
+    """Unix seconds when the request arrived."""
+    elapsed: float
+    """Seconds from arrival to the last byte."""
+    error: str | None = None
+    """The error code the gateway answered with (``budget_exceeded``, ``invalid_api_key``, ...)."""
+
+
+def routing_baseline(policy: Policy) -> str | None:
+    """What alias requests are priced against: ``routing.baseline_model``, else the largest candidate."""
+    if policy.routing.baseline_model:
+        return policy.routing.baseline_model
+    return RuleSet(policy.routing, policy.models).largest() if policy.routing.enabled else None
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def endpoint_of(path: str) -> str:
+    if path in _PATHS:
+        return _PATHS[path]
+    return "models" if path.startswith("/v1/models") else "passthrough"
+
+
+class RecordBuilder:
+    """Turns a finished request into its record, with the policy's prices and sprints at hand."""
+
+    def __init__(self, policy: Policy, prices: PriceBook) -> None:
+        self.prices = prices
+        self.include_prompts = policy.ledger.include_prompts
+        self.sprints = policy.budgets.sprints
+        self.aliases = frozenset(policy.routing.aliases)
+        self.baseline = routing_baseline(policy)
+
+    def build(self, done: Finished, ctx: RequestContext | None) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "time": iso(done.arrival),
+            "request_id": done.request_id,
+            "endpoint": ctx.endpoint if ctx else endpoint_of(done.path),
+            "status": ctx.status if ctx and ctx.status != 200 else done.status,
+            "error": done.error,
+            "latency_ms": round(done.elapsed * 1000, 2),
+        }
+        if ctx is not None:
+            record.update(self._decisions(ctx, done.arrival))
+            record.update(self._tokens(ctx))
+            if self.include_prompts:
+                body = ctx.body
+                record["prompt"] = body.get("messages") or body.get("prompt") or body.get("input")
+        return {k: v for k, v in record.items() if v is not None}
+
+    def _decisions(self, ctx: RequestContext, arrival: float) -> dict[str, Any]:
+        body = ctx.body
+        period = select(self.sprints, ctx.agent, ctx.sprint, arrival) if self.sprints else None
+        facts = BatchFacts.of(ctx)
+        model_call = ctx.endpoint in MODEL_ENDPOINTS
+        return {
+            "agent": ctx.agent,
+            "team": ctx.team,
+            "task_type": ctx.task_type,
+            "priority": ctx.priority,
+            "task_id": ctx.task_id,
+            "sprint": period.sprint.id if period else ctx.sprint,
+            "requested_model": ctx.requested_model,
+            "model": ctx.model,
+            "rule": ctx.route_reason,
+            "prompt_estimate": ctx.prompt_estimate,
+            "max_tokens": max_output(body, 0) or None,
+            "lines": ctx.lines_estimate,
+            "budget_left": round(ctx.budget_left, 4) if ctx.budget_left is not None else None,
+            "stream": ctx.stream or None,
+            "upstream_ms": round(ctx.upstream_seconds * 1000, 2),
+            "cache": ctx.cache_status,
+            "cache_key": ctx.cache_key,
+            "content_key": cache_key(ctx.endpoint, "", body, "")[:_HASH_CHARS] if model_call else None,
+            "cache_control": (ctx.cache_control or "")[:64] or None,
+            "deterministic": deterministic(body) or None,
+            "batchable": ctx.batchable,
+            "task_tokens": facts.task_tokens(),
+            "batch_group": (
+                cache_key("batch", "", shared_context(body), "")[:_HASH_CHARS] if facts.fits else None
+            ),
+            "batch_id": ctx.batch_id,
+            "batch_size": ctx.batch_size or None,
+            "batch_wait_ms": round(ctx.batch_wait_s * 1000, 2) if ctx.batch_wait_s else None,
+        }
+
+    def _tokens(self, ctx: RequestContext) -> dict[str, Any]:
+        usage = ctx.usage
+        if usage is None:
+            return {}
+        hit = ctx.cache_status == "HIT"
+        used = 0 if hit else usage.total
+        baseline = self.baseline if ctx.requested_model in self.aliases else ctx.requested_model
+        # Alone and uncached, the request would have cost its own usage, plus what its batch saved
+        # (all prompt tokens: a batch member's completion is the same as it would be alone).
+        extra = ctx.tokens_saved if ctx.saved_reason == "batch" else 0
+        cost = self.prices.cost(ctx.model, usage.prompt_tokens, usage.completion_tokens)
+        if hit and cost is not None:
+            cost = 0.0  # priced (so the saving is known) but free
+        before = None
+        if baseline:
+            before = self.prices.cost(baseline, usage.prompt_tokens + extra, usage.completion_tokens)
+        return {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "tokens_used": used,
+            "tokens_saved": ctx.tokens_saved or None,
+            "saved_reason": ctx.saved_reason,
+            "cost_usd": round(cost, 8) if cost is not None else None,
+            "baseline_model": baseline,
+            "baseline_cost_usd": round(before, 8) if before is not None else None,
+        }

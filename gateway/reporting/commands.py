@@ -1,0 +1,63 @@
+"""The ``report`` and ``replay`` subcommands: arguments, and errors turned into exit statuses.
+
+Exit 0 on success, 1 when the ledger cannot be read, 2 for a bad argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from gateway.policy import Policy
+
+FORMATS = ("table", "json", "markdown")
+
+
+def add(commands: Any) -> None:
+    """Declare both subcommands on the ``llm-gateway`` parser's subparsers."""
+    report = commands.add_parser("report", help="the seed's KPIs and what is behind them, from the ledger")
+    report.add_argument("--config", help="policy file (default: $GATEWAY_CONFIG or policies/default.yaml)")
+    report.add_argument(
+        "--ledger", help="ledger file or redis:// URL (default: the policy's store.url, else ledger.file)"
+    )
+    report.add_argument("--redis", metavar="URL", help="read the ledger stream from this Redis")
+    _filters(report)
+    replay = commands.add_parser(
+        "replay", help="what-if: recorded traffic decided again under another policy"
+    )
+    replay.add_argument("ledger", help="ledger file or redis:// URL")
+    replay.add_argument("--config", required=True, help="the policy to try")
+    _filters(replay)
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sprint", metavar="ID", help="only requests of this sprint")
+    parser.add_argument("--since", metavar="T", help="ISO 8601 time or a span ago (30m, 12h, 7d)")
+    parser.add_argument("--until", metavar="T", help="ISO 8601 time or a span ago")
+    parser.add_argument("--format", choices=FORMATS, default="table")
+
+
+def run(args: argparse.Namespace, policy: Policy) -> int:
+    from gateway.logs import configure
+    from gateway.reporting import compare, report
+    from gateway.reporting.source import Selection, SourceError, default_location, parse_time
+
+    name = f"llm-gateway {args.command}"
+    try:
+        selection = Selection(
+            args.sprint,
+            parse_time(args.since) if args.since else None,
+            parse_time(args.until) if args.until else None,
+        )
+    except ValueError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    configure("error")  # the replayed budget stage would log its alerts; only the report goes to stdout
+    location = args.ledger or getattr(args, "redis", None) or default_location(policy)
+    command = report.run if args.command == "report" else compare.run
+    try:
+        return command(policy, location, selection, args.format)
+    except SourceError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,284 @@
+"""The what-if replay: recorded traffic decided again under another policy, offline, with no provider call.
+
+Records are taken in arrival order and go through the other policy's stages, in the gateway's order and
+with the gateway's own pieces: the budget stage on an in-memory ledger driven by the replay's clock
+(``BudgetManager`` + ``MemoryLedger``), the router's ``RuleSet``, the cache's ``terms`` and scope, and
+the batcher's ``admits``. What no policy changes comes from the records: each answer's token counts and
+the provider's time. So a policy's effect on hit rate, tokens, batching, budgets, cost and latency can be
+read before it is deployed; replaying with the recorded policy gives back the recorded figures.
+
+Limits: budgets start empty at the first replayed record (replay a whole sprint for budget what-ifs); a
+request refused when recorded but admitted by the other policy has no known answer (counted apart);
+tokens per request do not change with the model (the price does).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gateway.batcher.eligibility import BatchFacts, admits
+from gateway.budget import AlertSink, BudgetManager, Hold
+from gateway.budget.memory import MemoryLedger
+from gateway.cache.llmcache import scope_for, terms
+from gateway.context import RequestContext, Usage
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.ledger.record import MODEL_ENDPOINTS, routing_baseline
+from gateway.metrics import LabelLimiter
+from gateway.policy import Policy
+from gateway.policy.budget import WebhookConfig
+from gateway.pricing import PriceBook
+from gateway.reporting.outcome import BUDGET_REFUSALS, Outcome, alone_usage, answer_usage, recorded
+from gateway.reporting.replay_batch import BatchWindow, Member, Sent, shares
+from gateway.reporting.replay_cache import CacheReplay
+from gateway.router.rules import RuleSet
+from gateway.router.stage import ROUTED_ENDPOINTS
+from gateway.tokens import max_output
+
+Record = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Pending:
+    """One request on its way through the replayed stages."""
+
+    record: Record
+    ctx: RequestContext
+    hold: Hold | None
+    rule: str
+    cache: str = "BYPASS"
+    served: Usage | None = None
+    """The answer's usage: the request's own recorded answer, or the cached one for a new hit."""
+    alone: Usage | None = None
+    """Its cost sent alone, when it has a recorded answer; None: it failed (and fails again)."""
+    share: Usage | None = None
+    batch_id: str | None = None
+    wait_s: float = 0.0
+
+
+class Replay:
+    def __init__(self, policy: Policy, records: list[Record]) -> None:
+        self.policy = policy
+        self.records = records
+        self.now = records[0]["ts"] if records else 0.0
+        clock = self._clock
+        ledger = MemoryLedger(clock=clock)
+        labels = LabelLimiter(policy.metrics.max_agent_labels)
+        alerts = AlertSink(WebhookConfig())  # never started: no webhook calls from a what-if
+        self.budget = BudgetManager(policy.budgets, ledger, alerts, labels, clock)
+        self.rules = RuleSet(policy.routing, policy.models) if policy.routing.enabled else None
+        self.aliases = frozenset(policy.routing.aliases)
+        self.prices = PriceBook.from_policy(policy)
+        self.baseline = routing_baseline(policy)
+        self.cache = CacheReplay()
+        self.window = BatchWindow(policy.batching)
+        self.upstream_ms = _upstream_times(records)
+        self.outcomes: list[Outcome] = []
+        self._batches = 0
+
+    def _clock(self) -> float:
+        return self.now
+
+    async def run(self) -> list[Outcome]:
+        for record in self.records:
+            self.now = record["ts"]
+            await self._send(self.window.due(self.now))
+            await self._one(record)
+        await self._send(self.window.drain())
+        return self.outcomes
+
+    async def _one(self, record: Record) -> None:
+        if not _replayable(record):
+            self.outcomes.append(recorded(record))
+            return
+        ctx = _context(record)
+        try:
+            hold = await self.budget.reserve(ctx)
+        except GatewayError as exc:
+            self.outcomes.append(_refused(record, exc))
+            return
+        if record.get("error") in BUDGET_REFUSALS:  # admitted now, but there is no answer to replay
+            await self._settle(hold, ctx)
+            self.outcomes.append(replace(recorded(record), unknown=True))
+            return
+        try:
+            ctx.model, rule = self._route(ctx)
+        except InvalidRequest as exc:
+            await self._settle(hold, ctx)
+            self.outcomes.append(_refused(record, exc))
+            return
+        pending = Pending(record, ctx, hold, rule)
+        if record.get("status") == 200:
+            pending.alone = alone_usage(record)
+        self._through_cache(pending)
+        if pending.cache != "HIT" and pending.alone is not None and self._batchable(pending):
+            key = (ctx.model, record["batch_group"], scope_for(self.policy.cache, ctx.team, ctx.agent))
+            member = Member(pending, self.now, ctx.prompt_estimate, int(record["task_tokens"]), pending.alone)
+            await self._send(self.window.join(key, member))
+            return
+        await self._finish(pending)
+
+    def _route(self, ctx: RequestContext) -> tuple[str, str]:
+        """The model and reason, decided as the routing stage does (``gateway/router/stage.py``)."""
+        config, name = self.policy.routing, ctx.requested_model
+        alias = name in self.aliases
+        routed = ctx.endpoint in ROUTED_ENDPOINTS
+        if self.rules is None or not (alias or (config.rewrite_concrete_models and routed)):
+            return name, "requested"
+        if alias and not routed:
+            raise InvalidRequest(
+                f"'{name}' is a routing alias for chat and completions.", code="model_not_found"
+            )
+        output = max_output(ctx.body, config.assumed_output_tokens)
+        decision = self.rules.decide(ctx, output, concrete=not alias)
+        if ctx.downgrade:
+            decision = self.rules.downgrade(decision, ctx.prompt_estimate + output)
+        return decision.model, decision.reason
+
+    def _through_cache(self, pending: Pending) -> None:
+        record, ctx = pending.record, pending.ctx
+        found = terms(self.policy.cache, ctx.endpoint, ctx.cache_control, bool(record.get("deterministic")))
+        content = record.get("content_key")
+        if found is None or content is None:
+            return
+        ttl, read, max_age = found
+        key = (content, ctx.model, scope_for(self.policy.cache, ctx.team, ctx.agent))
+        entry = self.cache.lookup(key, self.now, max_age) if read else None
+        if entry is not None:
+            pending.cache, pending.served = "HIT", answer_usage(record) or entry.usage
+            return
+        pending.cache = "MISS" if read else "BYPASS"
+        if pending.alone is not None:
+            finished = self.now + float(record.get("latency_ms", 0)) / 1000
+            self.cache.store(key, self.now, finished, ttl, answer_usage(record) or pending.alone)
+
+    def _batchable(self, pending: Pending) -> bool:
+        record = pending.record
+        if "batch_group" not in record or "task_tokens" not in record:
+            return False
+        facts = BatchFacts(
+            record.get("task_type"),
+            record.get("lines"),
+            record.get("batchable"),
+            tokens=int(record["task_tokens"]),
+        )
+        return admits(self.policy.batching, facts)
+
+    async def _send(self, groups: list[Sent]) -> None:
+        for sent_at, members in groups:
+            batch_id = None
+            if len(members) > 1:
+                self._batches += 1
+                batch_id = f"replay-{self._batches}"
+            for member, usage in zip(members, shares(members, self.policy.batching.json_mode), strict=True):
+                pending: Pending = member.item
+                pending.wait_s = sent_at - member.joined
+                if batch_id is not None:
+                    pending.share, pending.batch_id = usage, batch_id
+                await self._finish(pending)
+
+    async def _finish(self, pending: Pending) -> None:
+        outcome = self._outcome(pending)
+        pending.ctx.cache_status = pending.cache
+        pending.ctx.usage = pending.served if pending.cache == "HIT" else pending.share or pending.alone
+        await self._settle(pending.hold, pending.ctx)
+        self.outcomes.append(outcome)
+
+    async def _settle(self, hold: Hold | None, ctx: RequestContext) -> None:
+        if hold is not None:
+            await self.budget.settle(hold, ctx)
+
+    def _outcome(self, pending: Pending) -> Outcome:
+        record, ctx = pending.record, pending.ctx
+        outcome = replace(recorded(record), model=ctx.model, rule=pending.rule, cache=pending.cache)
+        outcome.batch_id = None
+        outcome.tokens_used = outcome.saved_cache = outcome.saved_batch = 0
+        outcome.cost_usd = outcome.baseline_cost_usd = None
+        hit = pending.cache == "HIT"
+        baseline_usage = pending.served if hit else pending.alone
+        if baseline_usage is None:  # failed when recorded, and no cached answer now: fails again
+            return outcome
+        outcome.status, outcome.error = 200, None
+        outcome.latency_ms = self._latency(pending)
+        used = Usage() if hit else pending.share or baseline_usage
+        outcome.tokens_used = used.total
+        outcome.saved_cache = baseline_usage.total if hit else 0
+        outcome.saved_batch = baseline_usage.total - used.total if pending.share else 0
+        outcome.batch_id = pending.batch_id
+        cost = self.prices.cost(ctx.model, used.prompt_tokens, used.completion_tokens)
+        baseline = self.baseline if ctx.requested_model in self.aliases else ctx.requested_model
+        if baseline and cost is not None:
+            outcome.cost_usd = cost
+            outcome.baseline_cost_usd = self.prices.cost(
+                baseline, baseline_usage.prompt_tokens, baseline_usage.completion_tokens
+            )
+        return outcome
+
+    def _latency(self, pending: Pending) -> float:
+        """The gateway's own time, plus the provider's (recorded, or typical for the model when the
+        request was a hit then), plus the time in the batch window."""
+        record = pending.record
+        upstream = float(record.get("upstream_ms", 0))
+        own = max(0.0, float(record.get("latency_ms", 0)) - upstream)
+        if pending.cache == "HIT":
+            return own
+        if record.get("cache") == "HIT":
+            call = self.upstream_ms.get(pending.ctx.model, self.upstream_ms.get("", 0.0))
+        else:
+            call = max(0.0, upstream - float(record.get("batch_wait_ms", 0)))
+        return own + call + pending.wait_s * 1000
+
+
+def _replayable(record: Record) -> bool:
+    """Requests the stages can decide again: those that got past the door (401s and bad JSON never
+    did), and that were answered, failed upstream or were refused by the budget. Other refusals stay."""
+    if "agent" not in record or record.get("endpoint") not in MODEL_ENDPOINTS:
+        return False
+    status = int(record.get("status", 0))
+    return status == 200 or status >= 499 or record.get("error") in BUDGET_REFUSALS
+
+
+def _context(record: Record) -> RequestContext:
+    """The request as the stages see it, rebuilt from its record (no prompt text is needed)."""
+    return RequestContext(
+        request_id=str(record.get("request_id", "")),
+        endpoint=str(record["endpoint"]),
+        agent=str(record["agent"]),
+        team=str(record.get("team", "default")),
+        task_type=record.get("task_type"),
+        priority=record.get("priority"),
+        sprint=record.get("sprint"),
+        lines_estimate=record.get("lines"),
+        batchable=record.get("batchable"),
+        cache_control=record.get("cache_control"),
+        body={"max_tokens": record["max_tokens"]} if record.get("max_tokens") else {},
+        stream=bool(record.get("stream")),
+        requested_model=str(record.get("requested_model", "")),
+        prompt_estimate=int(record.get("prompt_estimate", 0)),
+    )
+
+
+def _refused(record: Record, exc: GatewayError) -> Outcome:
+    outcome = replace(recorded(record), status=exc.status, error=exc.code, cache=None, batch_id=None)
+    outcome.tokens_used = outcome.saved_cache = outcome.saved_batch = 0
+    outcome.cost_usd = outcome.baseline_cost_usd = None
+    outcome.latency_ms = max(0.0, outcome.latency_ms - float(record.get("upstream_ms", 0)))
+    return outcome
+
+
+def _upstream_times(records: list[Record]) -> dict[str, float]:
+    """Median provider time per model (and overall, under ``""``) of the recorded provider calls."""
+    times: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        if record.get("status") == 200 and record.get("cache") != "HIT" and "upstream_ms" in record:
+            call = float(record["upstream_ms"]) - float(record.get("batch_wait_ms", 0))
+            times[str(record.get("model", ""))].append(call)
+            times[""].append(call)
+    return {model: statistics.median(values) for model, values in times.items()}
+
+
+async def simulate(policy: Policy, records: list[Record]) -> list[Outcome]:
+    """Every record's outcome under ``policy`` (records sorted by arrival, each with ``ts``)."""
+    return await Replay(policy, records).run()
