@@ -1,4 +1,4 @@
-"""The ``llm-gateway`` command: serve, autoscale, check-config.
+"""The ``llm-gateway`` command: serve, autoscale, check-config, report, replay.
 
 A bad policy prints one line naming the file, key and problem, and exits with status 2.
 """
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gateway.policy import ConfigError, Policy, default_policy_path, load_policy
+from gateway.reporting import commands as reporting
 
 WORKER_ENV = "LLMGW_WORKER"
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     scale.add_argument("--config", help="policy file (default: $GATEWAY_CONFIG or policies/default.yaml)")
     check = commands.add_parser("check-config", help="validate a policy file and exit")
     check.add_argument("file", help="policy file")
+    reporting.add(commands)
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         from gateway.autoscaler.runner import run
 
         sys.exit(run(policy))
+    if args.command in ("report", "replay"):
+        sys.exit(reporting.run(args, policy))
     sys.exit(_serve(policy, args))
 
 

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 
 @dataclass(slots=True)
 class Usage:
@@ -15,6 +17,19 @@ class Usage:
     @property
     def total(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def of(cls, answer: bytes) -> Usage | None:
+        """The ``usage`` of a provider's JSON answer (chat, completions, embeddings or responses)."""
+        try:
+            usage = orjson.loads(answer).get("usage")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        if not isinstance(usage, dict):
+            return None
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
+        completion = usage.get("completion_tokens", usage.get("output_tokens")) or 0
+        return cls(int(prompt), int(completion))
 
 
 @dataclass(slots=True)
@@ -45,6 +60,15 @@ class RequestContext:
     """Set by the budget stage past ``alert_at``: the router then picks a cheaper tier."""
     provider: str = ""
     cache_status: str = "BYPASS"
+    cache_key: str | None = None
+    """The cache entry's key hash, set by the cache stage when the cache applies (ledger, admin)."""
+    batch_id: str | None = None
+    batch_size: int = 0
+    batch_wait_s: float = 0.0
+    """Set by the batcher for a request answered by a batch; the wait is the time in the batch window."""
+    tokens_saved: int = 0
+    saved_reason: str | None = None
+    """Provider tokens this request did not cost, and why (``cache`` hit or ``batch`` share)."""
     usage: Usage | None = None
     status: int = 200
     upstream_seconds: float = 0.0

@@ -4,8 +4,13 @@ conventions (base units, ``_total`` counters, bounded labels)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from gateway.prometheus import sample_sum
 
 _LLM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -41,7 +46,73 @@ FALLBACKS = Counter(
 TOKENS_USED = Counter(
     "tokens_used_total", "Provider tokens consumed (prompt + completion).", ["agent", "model"]
 )
+CACHE_HITS = Counter("llm_cache_hits_total", "Requests answered from the cache.", ["endpoint"])
+CACHE_MISSES = Counter("llm_cache_misses_total", "Cache lookups that found nothing.", ["endpoint"])
+CACHE_TOKENS_SAVED = Counter(
+    "llm_cache_tokens_saved_total", "Provider tokens not spent thanks to cache hits."
+)
+CACHE_COST_SAVED = Counter("llm_cache_cost_saved_usd_total", "Estimated USD not spent thanks to cache hits.")
+# llm_cache_hit_rate is derived from the two counters at scrape time (gateway/prometheus.py), so it is
+# right across workers: a gauge kept per process could not be summed.
+ROUTING_DECISIONS = Counter(
+    "llm_routing_decisions_total",
+    "Model routing decisions (requested: alias or declared model, else _other).",
+    ["requested", "chosen", "rule"],
+)
+ROUTING_COST_SAVED = Counter(
+    "llm_routing_cost_saved_usd_total",
+    "Estimated USD saved by routing, against the requested (or largest) model, at decision time.",
+)
+BATCHES = Counter("llm_batches_total", "Upstream calls that carried a micro-batch.")
+BATCH_SIZE = Histogram(
+    "llm_batch_size", "Requests per micro-batch.", buckets=(1, 2, 3, 4, 5, 6, 8, 10, 20, 50)
+)
+BATCH_FALLBACKS = Counter("llm_batch_fallbacks_total", "Batched requests sent again one by one.")
+BATCH_TOKENS = Counter("llm_batch_tokens_total", "Provider tokens used by micro-batches.")
+BATCH_TOKENS_UNBATCHED = Counter(
+    "llm_batch_unbatched_tokens_estimate_total",
+    "Estimated tokens the same batched tasks would use one by one.",
+)
 STORE_ERRORS = Counter("gateway_store_errors_total", "Shared-store operations that failed.", ["operation"])
+# Token budgets (gateway/budget): values come from the shared ledger, so the most recent write is right
+# whichever worker made it; agent "_sprint" is the sprint's total.
+TOKEN_BUDGET_REMAINING = Gauge(
+    "token_budget_remaining",
+    "Tokens left in the current sprint period (limit - committed), per agent and for the sprint.",
+    ["sprint", "agent"],
+    multiprocess_mode="mostrecent",
+)
+TOKEN_BUDGET_EXCEEDED = Counter(
+    "token_budget_exceeded_total", "Requests refused by the token budget (spent or paused).", ["agent"]
+)
+TOKEN_BUDGET_ALERTS = Counter(
+    "token_budget_alerts_total",
+    "Budget thresholds crossed (alert, block, low), once per period.",
+    ["sprint", "kind"],
+)
+
+# The request ledger (gateway/ledger): written in the background, never waited for.
+LEDGER_RECORDS = Counter("gateway_ledger_records_total", "Request records written to the ledger.")
+LEDGER_DROPPED = Counter(
+    "gateway_ledger_dropped_total",
+    "Request records lost: queue full, store or file error, or unencodable.",
+    ["reason"],
+)
+
+
+def derived(families: list[Metric]) -> Iterator[Metric]:
+    """Ratios computed from the summed counters at scrape time (right across workers)."""
+    hits, misses = sample_sum(families, "llm_cache_hits"), sample_sum(families, "llm_cache_misses")
+    rate = hits / (hits + misses) if hits + misses else 0.0
+    yield GaugeMetricFamily("llm_cache_hit_rate", "Cache hits / (hits + misses) since start.", value=rate)
+    used = sample_sum(families, "llm_batch_tokens")
+    alone = sample_sum(families, "llm_batch_unbatched_tokens_estimate")
+    efficiency = 1 - used / alone if alone else 0.0
+    yield GaugeMetricFamily(
+        "llm_batch_efficiency",
+        "1 - tokens used by batches / tokens the same tasks would use alone.",
+        value=efficiency,
+    )
 
 
 class LabelLimiter:

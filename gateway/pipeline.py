@@ -15,6 +15,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from gateway.batcher import Batcher
+from gateway.budget import BudgetManager
+from gateway.cache import CacheEntry, LLMCache, Plan, StreamAssembler, replay
 from gateway.context import RequestContext, Usage
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
 from gateway.identity import Authenticator, build_context
@@ -22,8 +25,9 @@ from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.providers import UpstreamReply
-from gateway.sse import UsageWatcher, event_data, events
-from gateway.tokens import estimate_prompt
+from gateway.router import Router
+from gateway.sse import StreamTap, UsageWatcher, event_data, events
+from gateway.tokens import counted_usage, estimate_prompt
 from gateway.upstream import ModelCatalog, Target, Upstream
 from gateway.validation import CHAT, COMPLETIONS, parse_json, validate
 
@@ -31,6 +35,7 @@ log = get_logger("gateway.pipeline")
 
 CTX = web.RequestKey("ctx", RequestContext)
 REQUEST_ID = web.RequestKey("request_id", str)
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _PASSTHROUGH_HEADERS = ("Content-Type", "Accept", "OpenAI-Beta", "OpenAI-Organization", "OpenAI-Project")
 
 
@@ -38,9 +43,21 @@ class Pipeline:
     """Serves one request through every stage; holds the long-lived pieces each stage needs."""
 
     def __init__(
-        self, policy: Policy, auth: Authenticator, catalog: ModelCatalog, upstream: Upstream
+        self,
+        policy: Policy,
+        auth: Authenticator,
+        catalog: ModelCatalog,
+        upstream: Upstream,
+        cache: LLMCache,
+        router: Router,
+        budget: BudgetManager,
+        batcher: Batcher,
     ) -> None:
         self.policy = policy
+        self.batcher = batcher
+        self.budget = budget
+        self.router = router
+        self.cache = cache
         self.auth = auth
         self.catalog = catalog
         self.upstream = upstream
@@ -50,20 +67,77 @@ class Pipeline:
     async def handle(self, request: web.Request, endpoint: str, path: str) -> web.StreamResponse:
         ctx, raw = await self._admit(request, endpoint)
         ctx.prompt_estimate = estimate_prompt(endpoint, ctx.body)
-        target = self.catalog.resolve(ctx.requested_model)
-        return await self._forward(request, ctx, raw, path, target)
+        hold = await self.budget.reserve(ctx)
+        try:
+            target = self.router.route(ctx)
+            ctx.model = target.name
+            plan = self.cache.plan(ctx)
+            if plan is None:
+                return await self._forward(request, ctx, raw, path, target)
+            return await self._through_cache(request, ctx, raw, path, target, plan)
+        finally:
+            if hold is not None:  # commit the usage (or release) even when the client hung up
+                await asyncio.shield(self.budget.settle(hold, ctx))
+
+    async def _through_cache(
+        self, request: web.Request, ctx: RequestContext, raw: bytes, path: str, target: Target, plan: Plan
+    ) -> web.StreamResponse:
+        """Serve a stored answer, wait for an identical request in flight, or lead and store the answer."""
+        outcome = await self.cache.fetch(ctx, plan)
+        if outcome is None:
+            return await self._forward(request, ctx, raw, path, target)
+        if isinstance(outcome, CacheEntry):
+            return await self._serve_hit(request, ctx, outcome)
+        tap = StreamAssembler(ctx.endpoint) if ctx.stream else None
+        status, answer = 0, None
+        try:
+            response = await self._forward(request, ctx, raw, path, target, tap)
+            if ctx.model == target.name:  # an answer from a fallback model is not this key's answer
+                if tap is not None:
+                    assembled = tap.answer()
+                    status, answer = (200, orjson.dumps(assembled)) if assembled else (0, None)
+                elif isinstance(response, web.Response) and isinstance(response.body, bytes):
+                    status, answer = response.status, response.body
+            return response
+        finally:
+            await asyncio.shield(self.cache.settle(plan, outcome, status, answer))
+
+    async def _serve_hit(
+        self, request: web.Request, ctx: RequestContext, entry: CacheEntry
+    ) -> web.StreamResponse:
+        if not ctx.stream:
+            return web.Response(
+                body=entry.body, content_type="application/json", headers=response_headers(ctx)
+            )
+        response = web.StreamResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
+        await response.prepare(request)
+        piece = self.cache.config.replay_chunk_chars
+        for event in replay(ctx.endpoint, orjson.loads(entry.body), ctx.client_wants_usage, piece):
+            await response.write(event)
+        await response.write_eof()
+        return response
 
     async def _forward(
-        self, request: web.Request, ctx: RequestContext, raw: bytes, path: str, target: Target
+        self,
+        request: web.Request,
+        ctx: RequestContext,
+        raw: bytes,
+        path: str,
+        target: Target,
+        tap: StreamTap | None = None,
     ) -> web.StreamResponse:
         """Send to the provider (with retries and the target's fallbacks) and relay the answer."""
         raw = self._upstream_body(ctx, raw)
         sent = time.perf_counter()
         try:
-            target, reply = await self.upstream.call(ctx, self.catalog.chain(target), path, ctx.body, raw)
+            if self.batcher.eligible(ctx):
+                target, reply = await self.batcher.submit(ctx, target, raw)
+            else:
+                target, reply = await self.upstream.call(ctx, self.catalog.chain(target), path, ctx.body, raw)
+            self.router.answered(ctx, target)
             ctx.model, ctx.provider = target.name, target.provider.name
             if reply.chunks is not None:
-                return await self._relay_stream(request, ctx, reply)
+                return await self._relay_stream(request, ctx, reply, tap)
             return self._respond(ctx, reply, target.provider.secrets)
         finally:
             ctx.upstream_seconds = time.perf_counter() - sent
@@ -107,6 +181,8 @@ class Pipeline:
         validate(endpoint, body)
         ctx = build_context(request[REQUEST_ID], endpoint, identity, request.headers, body)
         ctx.stream = bool(body.get("stream"))
+        options = body.get("stream_options")
+        ctx.client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         ctx.requested_model = ctx.model = body["model"]
         request[CTX] = ctx
         return ctx, raw
@@ -117,7 +193,6 @@ class Pipeline:
         body = ctx.body
         if ctx.stream and ctx.endpoint in (CHAT, COMPLETIONS):
             options = body.get("stream_options") or {}
-            ctx.client_wants_usage = bool(options.get("include_usage"))
             if not ctx.client_wants_usage:
                 ctx.body = body = {**body, "stream_options": {**options, "include_usage": True}}
                 return orjson.dumps(body)
@@ -130,8 +205,8 @@ class Pipeline:
         if reply.status >= 400:
             for secret in secrets:
                 data = data.replace(secret.encode(), b"[redacted]")
-        elif ctx is not None and b'"usage"' in data:
-            ctx.usage = _usage(data)
+        elif ctx is not None:
+            ctx.usage = Usage.of(data) or counted_usage(ctx.prompt_estimate, data)
         headers = _reply_headers(reply)
         if ctx is not None:
             ctx.status = reply.status
@@ -139,7 +214,7 @@ class Pipeline:
         return web.Response(status=reply.status, body=data, headers=headers)
 
     async def _relay_stream(
-        self, request: web.Request, ctx: RequestContext, reply: UpstreamReply
+        self, request: web.Request, ctx: RequestContext, reply: UpstreamReply, tap: StreamTap | None
     ) -> web.StreamResponse:
         watcher = UsageWatcher(ctx.client_wants_usage)
         response = web.StreamResponse(
@@ -155,8 +230,11 @@ class Pipeline:
         try:
             async for event in events(reply.chunks):
                 data = event_data(event)
-                if data is not None and not watcher.keep(data):
-                    continue
+                if data is not None:
+                    if tap is not None:
+                        tap.on_data(data)
+                    if not watcher.keep(data):
+                        continue
                 await response.write(event + b"\n\n")
             if not watcher.finished:
                 raise UpstreamError("The provider closed the stream before it was complete.")
@@ -166,7 +244,7 @@ class Pipeline:
             log.warning("stream_failed", request_id=ctx.request_id, model=ctx.model, error=error.message)
             await response.write(sse_error_event(error))
         finally:
-            ctx.usage = watcher.usage
+            ctx.usage = watcher.usage_or_count(ctx.prompt_estimate)
             await reply.close()
         await response.write_eof()
         return response
@@ -189,18 +267,6 @@ def _reply_headers(reply: UpstreamReply) -> dict[str, str]:
     if "x-request-id" in headers:
         headers["X-Upstream-Request-Id"] = headers.pop("x-request-id")
     return headers
-
-
-def _usage(data: bytes) -> Usage | None:
-    try:
-        usage = orjson.loads(data).get("usage")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    if not isinstance(usage, dict):
-        return None
-    prompt = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
-    completion = usage.get("completion_tokens", usage.get("output_tokens")) or 0
-    return Usage(int(prompt), int(completion))
 
 
 def _stream_failure(exc: BaseException) -> GatewayError:

@@ -11,13 +11,19 @@ import orjson
 from aiohttp import web
 
 from gateway import admin, metrics
+from gateway.batcher import Batcher
+from gateway.budget import BudgetManager
+from gateway.cache import LLMCache
 from gateway.errors import GatewayError, from_http_exception
 from gateway.identity import Authenticator, check_admin
+from gateway.ledger import Finished, RequestLedger, recording
 from gateway.logs import get_logger
 from gateway.pipeline import CTX, REQUEST_ID, Pipeline
 from gateway.policy import Policy
+from gateway.pricing import PriceBook
 from gateway.prometheus import render
 from gateway.providers import Provider, build_provider
+from gateway.router import Router, RoutingLog
 from gateway.store import Store, StoreError, open_store
 from gateway.upstream import ModelCatalog, Upstream
 from gateway.validation import CHAT, COMPLETIONS, EMBEDDINGS
@@ -27,6 +33,7 @@ log = get_logger("gateway.server")
 POLICY = web.AppKey("policy", Policy)
 STORE = web.AppKey("store", Store)
 PIPELINE = web.AppKey("pipeline", Pipeline)
+LEDGER = web.AppKey("ledger", RequestLedger)
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,6 +43,7 @@ def create_app(policy: Policy, store: Store | None = None) -> web.Application:
     app = web.Application(middlewares=[observe], client_max_size=policy.server.max_body_bytes)
     app[POLICY] = policy
     app.cleanup_ctx.append(_resources(store))
+    app.cleanup_ctx.append(_recording)  # after the pipeline starts, stopped before it closes
     app.router.add_post("/v1/chat/completions", _endpoint(CHAT, "chat/completions"))
     app.router.add_post("/v1/completions", _endpoint(COMPLETIONS, "completions"))
     app.router.add_post("/v1/embeddings", _endpoint(EMBEDDINGS, "embeddings"))
@@ -64,10 +72,23 @@ def _resources(given: Store | None) -> Callable[[web.Application], AsyncIterator
             auth = Authenticator(policy.auth)
             if auth.open_mode:
                 log.warning("open_mode", detail="auth.keys is empty: any client is accepted (local use only)")
-            app[PIPELINE] = Pipeline(policy, auth, ModelCatalog(policy, providers), Upstream())
+            prices = PriceBook.from_policy(policy)
+            catalog = ModelCatalog(policy, providers)
+            cache = LLMCache(policy.cache, store, policy.store.prefix, prices)
+            routing_log = RoutingLog(store, policy.routing.log_stream, policy.routing.log_maxlen)
+            router = Router(policy.routing, catalog, routing_log, prices.cost)
+            budget = BudgetManager.for_policy(policy, store)
+            upstream = Upstream()
+            batcher = Batcher(policy.batching, upstream, catalog, cache.scope_of)
+            app[PIPELINE] = Pipeline(policy, auth, catalog, upstream, cache, router, budget, batcher)
+            await budget.start()
             log.info("started", store=store.kind, providers=list(providers), models=len(policy.models))
             yield
         finally:
+            if PIPELINE in app:
+                await app[PIPELINE].batcher.close()
+                await app[PIPELINE].router.log.drain()
+                await app[PIPELINE].budget.close()
             for provider in reversed(started):
                 await provider.close()
             if given is None:
@@ -76,39 +97,56 @@ def _resources(given: Store | None) -> Callable[[web.Application], AsyncIterator
     return resources
 
 
+async def _recording(app: web.Application) -> AsyncIterator[None]:
+    """The request ledger and the heartbeat (gateway/ledger)."""
+    async with recording(app[POLICY], app[STORE], app[PIPELINE].cache.prices) as ledger:
+        if ledger is not None:
+            app[LEDGER] = ledger
+        yield
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turns every failure into an OpenAI-shaped error and records one metric sample and log line."""
+    """Turns every failure into an OpenAI-shaped error and records one metric sample, log line and
+    ledger record."""
     started = time.perf_counter()
     request[REQUEST_ID] = request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
     metrics.IN_FLIGHT.inc()
+    error = None
     try:
         response = await handler(request)
     except GatewayError as exc:
-        response = exc.response()
+        error, response = exc.code, exc.response()
     except web.HTTPException as exc:
-        response = from_http_exception(exc).response()
+        failure = from_http_exception(exc)
+        error, response = failure.code, failure.response()
     except asyncio.CancelledError:
         _record(request, 499, started)
         raise
     except Exception:
         log.exception("unhandled", request_id=request[REQUEST_ID], path=request.path)
-        response = GatewayError(
-            "The gateway failed to handle this request.", code="internal_error"
-        ).response()
+        error = "internal_error"
+        response = GatewayError("The gateway failed to handle this request.", code=error).response()
     finally:
         metrics.IN_FLIGHT.dec()
     if not response.prepared:
         response.headers["X-Request-Id"] = request[REQUEST_ID]
-    _record(request, response.status, started)
+        ctx = request.get(CTX)
+        for name, value in ctx.extra_headers.items() if ctx else ():
+            response.headers.setdefault(name, value)  # errors too (e.g. X-Budget-Remaining-Tokens)
+    _record(request, response.status, started, error)
     return response
 
 
-def _record(request: web.Request, status: int, started: float) -> None:
+def _record(request: web.Request, status: int, started: float, error: str | None = None) -> None:
     if request.path in _QUIET:
         return
     elapsed = time.perf_counter() - started
     ctx = request.get(CTX)
+    ledger = request.app.get(LEDGER)
+    if ledger is not None and request.path.startswith("/v1/"):
+        done = Finished(request[REQUEST_ID], request.path, status, time.time() - elapsed, elapsed, error)
+        ledger.record(done, ctx)
     endpoint = ctx.endpoint if ctx else ("passthrough" if request.path.startswith("/v1/") else "other")
     metrics.REQUESTS.labels(endpoint, str(status)).inc()
     metrics.REQUEST_SECONDS.labels(endpoint).observe(elapsed)
@@ -156,7 +194,8 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 async def list_models(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     pipeline.auth.identify(request.headers)
-    data = [_model_object(name, pipeline) for name in pipeline.catalog.names()]
+    names = [*pipeline.catalog.names(), *pipeline.router.aliases]
+    data = [_model_object(name, pipeline) for name in names]
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
 
@@ -164,7 +203,7 @@ async def get_model(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     pipeline.auth.identify(request.headers)
     name = request.match_info["model"]
-    if pipeline.catalog.get(name) is None:
+    if pipeline.catalog.get(name) is None and name not in pipeline.router.aliases:
         raise GatewayError(
             f"The model '{name}' does not exist on this gateway.",
             status=404,
@@ -194,7 +233,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    data, content_type = render()
+    data, content_type = render(metrics.derived)
     return web.Response(body=data, headers={"Content-Type": content_type})
 
 

@@ -12,6 +12,7 @@ from typing import Protocol
 import orjson
 
 from gateway.context import Usage
+from gateway.tokens import answer_text, estimate_text
 
 DONE = b"[DONE]"
 
@@ -58,12 +59,12 @@ class UsageWatcher:
         self.client_wants_usage = client_wants_usage
         self.usage: Usage | None = None
         self.finished = False
+        self._text: list[str] = []
+        """What was generated, counted only if the provider never reports usage."""
 
     def keep(self, data: bytes) -> bool:
         if data == DONE:
             self.finished = True
-            return True
-        if b'"usage"' not in data:
             return True
         try:
             chunk = orjson.loads(data)
@@ -74,4 +75,13 @@ class UsageWatcher:
             self.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
             if not chunk.get("choices") and not self.client_wants_usage:
                 return False
+        elif self.usage is None:
+            self._text.append(answer_text(chunk))
         return True
+
+    def usage_or_count(self, prompt_estimate: int) -> Usage | None:
+        """The provider's usage; else the prompt estimate plus the streamed text, counted; None if
+        nothing was streamed."""
+        if self.usage is not None or not self._text:
+            return self.usage
+        return Usage(prompt_estimate, estimate_text("".join(self._text)))

@@ -11,11 +11,14 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from itertools import count
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
 from gateway.policy.core import StoreConfig
+
+if TYPE_CHECKING:
+    from gateway.budget.ledger import Ledger
 
 LogEntry = dict[str, str]
 
@@ -46,11 +49,17 @@ class Store(ABC):
         """Delete ``key`` only while it still holds ``value`` (releasing a lock we own)."""
 
     @abstractmethod
-    async def delete_prefix(self, prefix: str) -> int: ...
+    async def delete_matching(self, prefix: str, suffix: str = "") -> int:
+        """Delete every key that starts with ``prefix`` and ends with ``suffix``."""
 
     @abstractmethod
     async def append_log(self, stream: str, fields: LogEntry, maxlen: int) -> None:
         """Append to a capped log (a Redis stream with approximate MAXLEN)."""
+
+    async def append_logs(self, stream: str, entries: list[LogEntry], maxlen: int) -> None:
+        """Append several entries at once (one round trip on Redis)."""
+        for fields in entries:
+            await self.append_log(stream, fields, maxlen)
 
     @abstractmethod
     async def read_log(self, stream: str, count: int) -> list[LogEntry]:
@@ -58,6 +67,10 @@ class Store(ABC):
 
     @abstractmethod
     async def ping(self) -> bool: ...
+
+    @abstractmethod
+    def budget_ledger(self, prefix: str) -> Ledger:
+        """The token-budget ledger in this store (gateway/budget/ledger.py: one meaning, two backends)."""
 
     async def close(self) -> None:
         return None
@@ -73,6 +86,7 @@ class MemoryStore(Store):
         self._logs: dict[str, deque[LogEntry]] = {}
         self._max_items = max_items
         self._seq = count(1)
+        self._ledger: Ledger | None = None
 
     def _live(self, key: str) -> bytes | None:
         item = self._data.get(key)
@@ -108,8 +122,8 @@ class MemoryStore(Store):
             return True
         return False
 
-    async def delete_prefix(self, prefix: str) -> int:
-        doomed = [k for k in self._data if k.startswith(prefix)]
+    async def delete_matching(self, prefix: str, suffix: str = "") -> int:
+        doomed = [k for k in self._data if k.startswith(prefix) and k.endswith(suffix)]
         for k in doomed:
             del self._data[k]
         return len(doomed)
@@ -127,6 +141,13 @@ class MemoryStore(Store):
     async def ping(self) -> bool:
         return True
 
+    def budget_ledger(self, prefix: str) -> Ledger:
+        from gateway.budget.memory import MemoryLedger
+
+        if self._ledger is None:
+            self._ledger = MemoryLedger()
+        return self._ledger
+
 
 _DELETE_IF_EQUAL = """
 -- KEYS[1]: the lock key; ARGV[1]: the token its owner wrote. Deletes only our own lock.
@@ -143,6 +164,11 @@ class RedisStore(Store):
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
         self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
+
+    def budget_ledger(self, prefix: str) -> Ledger:
+        from gateway.budget.redis_ledger import RedisLedger  # its Lua scripts live beside their KEYS/ARGV
+
+        return RedisLedger(self.redis, prefix)
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -165,11 +191,13 @@ class RedisStore(Store):
     async def delete_if_equal(self, key: str, value: bytes) -> bool:
         return bool(await self._call(self._delete_if_equal(keys=[key], args=[value])))
 
-    async def delete_prefix(self, prefix: str) -> int:
+    async def delete_matching(self, prefix: str, suffix: str = "") -> int:
         async def scan_and_delete() -> int:
             deleted = 0
             batch: list[bytes] = []
-            async for key in self.redis.scan_iter(match=_glob_escape(prefix) + "*", count=500):
+            async for key in self.redis.scan_iter(
+                match=_glob_escape(prefix) + "*" + _glob_escape(suffix), count=500
+            ):
                 batch.append(key)
                 if len(batch) >= 500:
                     deleted += await self.redis.unlink(*batch)
@@ -182,6 +210,12 @@ class RedisStore(Store):
 
     async def append_log(self, stream: str, fields: LogEntry, maxlen: int) -> None:
         await self._call(self.redis.xadd(stream, fields, maxlen=maxlen, approximate=True))  # type: ignore[arg-type]
+
+    async def append_logs(self, stream: str, entries: list[LogEntry], maxlen: int) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for fields in entries:
+            pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+        await self._call(pipe.execute())
 
     async def read_log(self, stream: str, count: int) -> list[LogEntry]:
         rows = await self._call(self.redis.xrevrange(stream, count=count))
@@ -201,14 +235,19 @@ class RedisStore(Store):
 
 
 def connect_redis(config: StoreConfig, url: str | None = None) -> aioredis.Redis:
-    """A pooled asyncio client for ``url`` (password and ``rediss://`` TLS come from the URL)."""
-    return aioredis.Redis.from_url(
+    """A pooled asyncio client for ``url`` (password and ``rediss://`` TLS come from the URL).
+
+    The pool blocks (up to the socket timeout) when all connections are busy: the plain pool would fail
+    every operation beyond ``max_connections`` concurrent ones at once."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url or config.url,
         max_connections=config.max_connections,
+        timeout=config.socket_timeout_s,
         socket_timeout=config.socket_timeout_s,
         socket_connect_timeout=config.socket_timeout_s,
         health_check_interval=30,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def open_store(config: StoreConfig) -> Store:

@@ -56,7 +56,9 @@ def supervise(argv: list[str], workers: int) -> int:
         for name in os.listdir(metrics_dir):
             os.unlink(os.path.join(metrics_dir, name))
         os.rmdir(metrics_dir)
-    return 0 if all(code == 0 for code in codes) else 1
+    # A worker still starting when the signal came has no handler yet and dies of the signal: also clean.
+    clean = (0, -signal.SIGTERM, -signal.SIGINT)
+    return 0 if all(code in clean for code in codes) else 1
 
 
 def _single_worker(argv: list[str]) -> list[str]:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from gateway.context import Usage
+
 SCAN_LIMIT = 64_000
 PER_MESSAGE = 4
 PER_IMAGE = 765
@@ -82,3 +86,36 @@ def max_output(body: dict[str, Any], default: int) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value * max(1, int(body.get("n") or 1))
     return default
+
+
+def answer_text(answer: Any) -> str:
+    """The generated text of an answer or stream chunk (content, text, tool-call names and arguments),
+    counted when a provider reports no ``usage``."""
+    texts: list[str] = []
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        if isinstance(choice.get("text"), str):
+            texts.append(choice["text"])
+        for message in (choice.get("message"), choice.get("delta")):
+            if not isinstance(message, dict):
+                continue
+            texts.append(_content_text(message.get("content"))[0])
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    parts = (function.get("name"), function.get("arguments"))
+                    texts.extend(part for part in parts if isinstance(part, str))
+    return "".join(texts)
+
+
+def counted_usage(prompt_tokens: int, answer: bytes) -> Usage | None:
+    """Usage of a JSON answer without ``usage``: the prompt estimate plus the answer's text, counted."""
+    try:
+        parsed = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict) or not ("choices" in parsed or "data" in parsed):
+        return None
+    return Usage(prompt_tokens, estimate_text(answer_text(parsed)))

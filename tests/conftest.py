@@ -3,17 +3,24 @@ and gateways built from policy dicts, driven by the official openai SDK."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import redis
+import yaml
 
 from gateway.policy import Policy
 from gateway.server import create_app
 from gateway.testing.background import BackgroundServer
-from gateway.testing.redis_server import RedisServer
+from gateway.testing.redis_server import RedisServer, free_port
 from gateway.testing.upstream import FakeUpstream
 
 
@@ -56,6 +63,10 @@ def base_policy(upstream_url: str, **sections: Any) -> dict[str, Any]:
     """A test policy: one provider (the fake), a few models, one gateway key; sections override."""
     policy: dict[str, Any] = {
         "server": {"admin_key": ADMIN_KEY, "drain_timeout_s": 5},
+        # Off unless a test is about caching: most tests count the calls that reach the provider.
+        "cache": {"enabled": False},
+        # Off unless a test is about the ledger: it would write ./llm-gateway-ledger.jsonl.
+        "ledger": {"enabled": False},
         "auth": {"keys": [{"key": GATEWAY_KEY, "agent": "agent-1", "team": "backend"}]},
         "providers": {
             "openai": {
@@ -112,3 +123,62 @@ def client(gateway: str) -> Iterator[openai.OpenAI]:
 async def aclient(gateway: str) -> AsyncIterator[openai.AsyncOpenAI]:
     async with openai.AsyncOpenAI(base_url=gateway + "/v1", api_key=GATEWAY_KEY, max_retries=0) as sdk:
         yield sdk
+
+
+# --- the real command, as operators run it ------------------------------------------------------------------
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path, fake_upstream: FakeUpstream) -> Callable[..., Path]:
+    def write(**sections: object) -> Path:
+        path = tmp_path / "policy.yaml"
+        path.write_text(yaml.safe_dump(base_policy(fake_upstream.url, **sections)))  # type: ignore[attr-defined]
+        return path
+
+    return write
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str], str]]]:
+    """Start real ``python -m gateway serve`` processes for a policy file; killed at the end."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(policy: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        log = open(tmp_path / f"gateway-{port}.log", "w+")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(policy),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        proc.log_path = log.name  # type: ignore[attr-defined]
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
+                    return proc, url
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError(Path(log.name).read_text())
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-import yaml
 from aiohttp import web
 
 from gateway.testing.background import BackgroundServer
-from gateway.testing.redis_server import RedisServer, free_port
+from gateway.testing.redis_server import RedisServer
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, PROVIDER_KEY, base_policy
 
@@ -107,62 +104,7 @@ def test_client_disconnect_cancels_upstream(start_gateway: Callable[..., str]) -
         assert slow.disconnected.wait(3), "the upstream request must be cancelled when the client leaves"
 
 
-# --- the real command, as operators run it -----------------------------------------------------------------
-
-
-@pytest.fixture
-def policy_file(tmp_path: Path, fake_upstream: FakeUpstream) -> Callable[..., Path]:
-    def write(**sections: object) -> Path:
-        path = tmp_path / "policy.yaml"
-        path.write_text(yaml.safe_dump(base_policy(fake_upstream.url, **sections)))  # type: ignore[attr-defined]
-        return path
-
-    return write
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str], str]]]:
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(policy: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-        port = free_port()
-        log = open(tmp_path / f"gateway-{port}.log", "w+")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "--config",
-                str(policy),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                *extra,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        proc.log_path = log.name  # type: ignore[attr-defined]
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError(Path(log.name).read_text())
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+# --- the real command, as operators run it (fixtures `serve`, `policy_file`: conftest.py) -----------------
 
 
 def test_sigterm_drains_in_flight_requests(

@@ -49,10 +49,12 @@ async def test_delete_if_equal(store: Store) -> None:
     assert await store.get("lock") is None
 
 
-async def test_delete_prefix_escapes_glob(store: Store) -> None:
-    for key in ("p:a", "p:b", "p*x", "q:a"):
+async def test_delete_matching_escapes_glob(store: Store) -> None:
+    for key in ("p:a", "p:b", "p*x", "q:a", "p:c:k1", "p:d:k1"):
         await store.set(key, b"1")
-    assert await store.delete_prefix("p:") == 2
+    assert await store.delete_matching("p:", ":k1") == 2
+    assert await store.get("p:a") == b"1"
+    assert await store.delete_matching("p:") == 2
     assert await store.get("p*x") == b"1"
     assert await store.get("q:a") == b"1"
 

@@ -8,7 +8,7 @@ from importlib import import_module
 from aiohttp import web
 
 # Each module exposes ``routes(app) -> list[web.RouteDef]``; add a module name to serve its routes.
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("cache", "routing", "budgets")
 
 
 def register(app: web.Application) -> None:

@@ -19,9 +19,10 @@ from gateway.autoscaler import metrics
 from gateway.autoscaler.actuators import Actuator, ActuatorSetupError, build_actuator
 from gateway.autoscaler.controller import Autoscaler
 from gateway.autoscaler.leader import LeaderElector, LeaderLock
+from gateway.heartbeat import heartbeat_for
 from gateway.logs import configure, get_logger
 from gateway.policy import Policy
-from gateway.store import connect_redis
+from gateway.store import RedisStore, connect_redis
 
 log = get_logger("gateway.autoscaler")
 
@@ -72,11 +73,16 @@ async def serve(policy: Policy, actuators: dict[str, Actuator]) -> int:
         poll_interval_s=config.poll_interval_s,
     )
     campaign = asyncio.create_task(elector.run())
+    heartbeat = heartbeat_for(policy.ledger, RedisStore(client), prefix, "autoscaler")  # uptime (report)
+    if heartbeat is not None:
+        heartbeat.start()
     try:
         await autoscaler.run(stop, elector.elected)
     finally:
         campaign.cancel()
         await asyncio.gather(campaign, return_exceptions=True)
+        if heartbeat is not None:
+            await heartbeat.stop()
         await elector.resign()
         await _close(runner, client, actuators)
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gateway.policy.autoscaler import AutoscalerConfig
+from gateway.policy.batching import BatchingConfig
+from gateway.policy.budget import BudgetConfig, check_budgets
+from gateway.policy.cache import CacheConfig
 from gateway.policy.core import (
     AuthConfig,
     LoggingConfig,
@@ -19,7 +22,9 @@ from gateway.policy.core import (
     ServerConfig,
     StoreConfig,
 )
+from gateway.policy.ledger import LedgerConfig
 from gateway.policy.loader import ConfigError, describe_validation_error, interpolate, read_yaml
+from gateway.policy.routing import RoutingConfig, check_routing
 
 __all__ = ["ConfigError", "Policy", "default_policy_path", "load_policy"]
 
@@ -34,7 +39,12 @@ class Policy(Section):
     models: dict[str, ModelConfig] = {}
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    cache: CacheConfig = CacheConfig()
+    batching: BatchingConfig = BatchingConfig()
+    routing: RoutingConfig = RoutingConfig()
+    budgets: BudgetConfig = BudgetConfig()
     autoscaler: AutoscalerConfig = AutoscalerConfig()
+    ledger: LedgerConfig = LedgerConfig()
 
 
 def default_policy_path() -> Path:
@@ -76,6 +86,8 @@ def check_references(policy: Policy, file: str) -> None:
     for name, provider in policy.providers.items():
         if provider.type == "openai" and not provider.base_url.startswith(("http://", "https://")):
             raise ConfigError(file, f"providers.{name}.base_url", "must start with http:// or https://")
+    check_routing(policy.routing, policy.models, WILDCARD, file)
+    check_budgets(policy.budgets, file)
     store_url = policy.store.url
     if store_url and not store_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(

@@ -69,6 +69,11 @@ class ProviderConfig(Section):
     """For ``type: litellm``: prepended to the model name (e.g. ``anthropic/``)."""
 
 
+class Price(Section):
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
 class ModelConfig(Section):
     provider: str
     upstream_model: str | None = None
@@ -76,6 +81,8 @@ class ModelConfig(Section):
     tier: Literal["small", "medium", "large"] = "medium"
     context_window: int = Field(128_000, ge=1)
     fallbacks: list[str] = []
+    price: Price | None = None
+    """USD per million tokens; when absent, litellm's model price map is used if installed."""
 
 
 class LoggingConfig(Section):
