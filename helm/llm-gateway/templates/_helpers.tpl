@@ -1,0 +1,128 @@
+{{/* Names and labels. */}}
+{{- define "llm-gateway.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "llm-gateway.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "llm-gateway.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llm-gateway.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "llm-gateway.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "llm-gateway.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "llm-gateway.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "llm-gateway.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "llm-gateway.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Selector matching this release's gateway metrics, for the alert expressions. */}}
+{{- define "llm-gateway.promSelector" -}}
+{{- printf "namespace=%q, job=%q" .Release.Namespace (include "llm-gateway.fullname" .) }}
+{{- end }}
+
+{{/*
+The policy file: values.policy with its autoscaler section built from values.autoscaler. Each target's
+`deployment`/`namespace`/`dryRun` become the actuator the policy schema expects.
+*/}}
+{{- define "llm-gateway.policy" -}}
+{{- if hasKey .Values.policy "autoscaler" }}
+{{- fail "policy.autoscaler is written by the chart: configure autoscaler.settings and autoscaler.targets" }}
+{{- end }}
+{{- $policy := deepCopy .Values.policy }}
+{{- if .Values.autoscaler.enabled }}
+{{- $targets := list }}
+{{- range .Values.autoscaler.targets }}
+{{- $target := omit . "deployment" "namespace" "dryRun" }}
+{{- if .dryRun }}
+{{- $_ := set $target "actuator" (dict "type" "dry-run") }}
+{{- else }}
+{{- $actuator := dict "type" "kubernetes" "resource" "deployment" "name" .deployment "namespace" (default $.Release.Namespace .namespace) }}
+{{- $_ := set $target "actuator" $actuator }}
+{{- end }}
+{{- $targets = append $targets $target }}
+{{- end }}
+{{- $section := merge (dict "enabled" true "listen_host" "0.0.0.0" "listen_port" .Values.autoscaler.port "targets" $targets) (deepCopy .Values.autoscaler.settings) }}
+{{- $_ := set $policy "autoscaler" $section }}
+{{- else }}
+{{- $_ := set $policy "autoscaler" (dict "enabled" false) }}
+{{- end }}
+{{- toYaml $policy }}
+{{- end }}
+
+{{/* Worker Deployments the autoscaler may scale, grouped by namespace: {namespace: [names]}. */}}
+{{- define "llm-gateway.scaleTargets" -}}
+{{- $byNamespace := dict }}
+{{- if .Values.autoscaler.enabled }}
+{{- range .Values.autoscaler.targets }}
+{{- if not .dryRun }}
+{{- $ns := default $.Release.Namespace .namespace }}
+{{- $names := get $byNamespace $ns | default list }}
+{{- if not (has .deployment $names) }}
+{{- $_ := set $byNamespace $ns (append $names .deployment) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $byNamespace }}
+{{- end }}
+
+{{/* The REDIS_URL (and REDIS_PASSWORD) environment entries. */}}
+{{- define "llm-gateway.redisEnv" -}}
+{{- $r := .Values.redis }}
+{{- if $r.urlSecret.name }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef: {name: {{ $r.urlSecret.name | quote }}, key: {{ $r.urlSecret.key | quote }}}
+{{- else if $r.url }}
+- name: REDIS_URL
+  value: {{ $r.url | quote }}
+{{- else if $r.host }}
+{{- $auth := "" }}
+{{- if $r.password.secretName }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $r.password.secretName | quote }}, key: {{ $r.password.secretKey | quote }}}
+{{- $auth = printf "%s:$(REDIS_PASSWORD)@" $r.username }}
+{{- else if $r.username }}
+{{- $auth = printf "%s@" $r.username }}
+{{- end }}
+- name: REDIS_URL
+  value: {{ printf "%s://%s%s:%d/%d" (ternary "rediss" "redis" $r.tls) $auth $r.host (int $r.port) (int $r.db) | quote }}
+{{- else }}
+{{- fail "redis: set redis.urlSecret.name, redis.url or redis.host (Redis is required: replicas and the autoscaler share it)" }}
+{{- end }}
+{{- end }}
+
+{{/* Probe timing keys of a values block. */}}
+{{- define "llm-gateway.probeTiming" -}}
+{{- range $key := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" }}
+{{- if hasKey $ $key }}
+{{ $key }}: {{ get $ $key }}
+{{- end }}
+{{- end }}
+{{- end }}
