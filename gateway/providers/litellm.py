@@ -66,7 +66,7 @@ async def _sse(chunks: Any) -> AsyncIterator[bytes]:
 
 def _json(obj: Any) -> bytes:
     if hasattr(obj, "model_dump"):
-        return orjson.dumps(obj.model_dump(exclude_none=True))
+        return orjson.dumps(obj.model_dump(exclude_none=True, warnings=False))
     return orjson.dumps(obj)
 
 
