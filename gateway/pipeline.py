@@ -24,11 +24,11 @@ from gateway.identity import Authenticator, build_context
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
-from gateway.providers import UpstreamReply
+from gateway.providers import ProviderRequest, UpstreamReply
 from gateway.router import Router
 from gateway.sse import StreamTap, UsageWatcher, event_data, events
 from gateway.tokens import counted_usage, estimate_prompt
-from gateway.upstream import ModelCatalog, Target, Upstream
+from gateway.upstream import ModelCatalog, Target, Upstream, send_once
 from gateway.validation import CHAT, COMPLETIONS, parse_json, validate
 
 log = get_logger("gateway.pipeline")
@@ -152,16 +152,8 @@ class Pipeline:
             )
         raw = await request.read()
         headers = {h: request.headers[h] for h in _PASSTHROUGH_HEADERS if h in request.headers}
-        try:
-            reply = await provider.send(
-                request.method, path, raw, stream=True, headers=headers, query=request.query_string
-            )
-        except TimeoutError:
-            raise UpstreamTimeout(f"Provider '{provider.name}' did not answer in time.") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"Could not reach provider '{provider.name}': {type(exc).__name__}."
-            ) from None
+        query = request.query_string
+        reply = await send_once(provider, ProviderRequest(path, raw, True, request.method, headers, query))
         if reply.chunks is None:
             return self._respond(None, reply, provider.secrets)
         response = web.StreamResponse(status=reply.status, headers=_reply_headers(reply))

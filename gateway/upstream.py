@@ -21,7 +21,7 @@ from gateway.errors import GatewayError, NotFound, UpstreamError, UpstreamTimeou
 from gateway.logs import get_logger
 from gateway.policy import WILDCARD, Policy
 from gateway.policy.core import ModelConfig
-from gateway.providers import Provider, UpstreamReply
+from gateway.providers import Provider, ProviderRequest, UpstreamReply
 
 log = get_logger("gateway.upstream")
 
@@ -107,15 +107,9 @@ class Upstream:
             started = time.perf_counter()
             reply: UpstreamReply | None = None
             try:
-                reply = await provider.send("POST", path, payload, stream=stream)
-            except TimeoutError:
-                outcome, reason = (
-                    UpstreamTimeout(f"Provider '{provider.name}' did not answer in time."),
-                    "timeout",
-                )
-            except aiohttp.ClientError as exc:
-                outcome = UpstreamError(f"Could not reach provider '{provider.name}': {type(exc).__name__}.")
-                reason = "connection"
+                reply = await send_once(provider, ProviderRequest(path, payload, stream))
+            except GatewayError as exc:
+                outcome, reason = exc, "timeout" if isinstance(exc, UpstreamTimeout) else "connection"
             else:
                 outcome, reason = reply, str(reply.status)
                 if not _retryable(reply.status):
@@ -134,6 +128,16 @@ class Upstream:
         kind = outcome.code if isinstance(outcome, GatewayError) else str(outcome.status)
         metrics.UPSTREAM_ERRORS.labels(provider.name, kind or "error").inc()
         return outcome
+
+
+async def send_once(provider: Provider, request: ProviderRequest) -> UpstreamReply:
+    """One provider call; a timeout becomes a 504 and a connection problem a 502."""
+    try:
+        return await provider.send(request)
+    except TimeoutError:
+        raise UpstreamTimeout(f"Provider '{provider.name}' did not answer in time.") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"Could not reach provider '{provider.name}': {type(exc).__name__}.") from None
 
 
 def _retryable(status: int) -> bool:

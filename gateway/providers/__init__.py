@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from gateway.policy.core import ProviderConfig
-from gateway.providers.base import Provider, UpstreamReply
+from gateway.providers.base import Provider, ProviderRequest, UpstreamReply
 from gateway.providers.openai import OpenAIProvider
 
-__all__ = ["Provider", "UpstreamReply", "build_provider"]
+__all__ = ["Provider", "ProviderRequest", "UpstreamReply", "build_provider"]
 
 
 def build_provider(name: str, config: ProviderConfig) -> Provider:

@@ -13,6 +13,19 @@ from dataclasses import dataclass, field
 from gateway.policy.core import ProviderConfig
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderRequest:
+    """One call to ``/v1/{path}`` of a provider; ``body`` is relayed as bytes so unknown fields survive."""
+
+    path: str
+    body: bytes
+    stream: bool = False
+    method: str = "POST"
+    headers: dict[str, str] | None = None
+    """Headers to send instead of the default JSON content type (passthrough routes)."""
+    query: str = ""
+
+
 @dataclass(slots=True)
 class UpstreamReply:
     """One provider answer. ``body`` is set for whole answers, ``chunks`` for streams (raw SSE bytes)."""
@@ -43,18 +56,9 @@ class Provider(ABC):
         """Release what ``start`` opened."""
 
     @abstractmethod
-    async def send(
-        self,
-        method: str,
-        path: str,
-        body: bytes,
-        *,
-        stream: bool,
-        headers: dict[str, str] | None = None,
-        query: str = "",
-    ) -> UpstreamReply:
-        """Send ``body`` to ``/v1/{path}``. Connection problems raise ``aiohttp.ClientError`` or
-        ``asyncio.TimeoutError``; HTTP errors come back as a reply with their status."""
+    async def send(self, request: ProviderRequest) -> UpstreamReply:
+        """Connection problems raise ``aiohttp.ClientError`` or ``asyncio.TimeoutError``; HTTP errors
+        come back as a reply with their status."""
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway.providers.base import Provider, UpstreamReply
+from gateway.providers.base import Provider, ProviderRequest, UpstreamReply
 
 _ROUTES = {"chat/completions": "acompletion", "completions": "atext_completion", "embeddings": "aembedding"}
 
@@ -27,33 +27,24 @@ class LiteLLMProvider(Provider):
         litellm.telemetry = False
         self._litellm = litellm
 
-    async def send(
-        self,
-        method: str,
-        path: str,
-        body: bytes,
-        *,
-        stream: bool,
-        headers: dict[str, str] | None = None,
-        query: str = "",
-    ) -> UpstreamReply:
-        call = _ROUTES.get(path)
-        if call is None or method != "POST":
-            return _error(404, f"provider {self.name} (litellm) does not serve /v1/{path}")
-        request = orjson.loads(body)
-        request["model"] = self.config.litellm_prefix + request["model"]
+    async def send(self, request: ProviderRequest) -> UpstreamReply:
+        call = _ROUTES.get(request.path)
+        if call is None or request.method != "POST":
+            return _error(404, f"provider {self.name} (litellm) does not serve /v1/{request.path}")
+        params = orjson.loads(request.body)
+        params["model"] = self.config.litellm_prefix + params["model"]
         if self.config.api_key:
-            request["api_key"] = self.config.api_key
+            params["api_key"] = self.config.api_key
         if self.config.base_url:
-            request["api_base"] = self.config.base_url
-        request["timeout"] = self.config.timeout_s
-        request["num_retries"] = 0  # retries and fallbacks belong to the gateway
+            params["api_base"] = self.config.base_url
+        params["timeout"] = self.config.timeout_s
+        params["num_retries"] = 0  # retries and fallbacks belong to the gateway
         try:
-            result = await getattr(self._litellm, call)(**request)
+            result = await getattr(self._litellm, call)(**params)
         except Exception as exc:  # litellm maps provider errors to exceptions carrying a status code
             status = int(getattr(exc, "status_code", 502) or 502)
             return _error(status, f"provider {self.name}: {type(exc).__name__}")
-        if stream and path != "embeddings":
+        if request.stream and request.path != "embeddings":
             return UpstreamReply(200, {"content-type": "text/event-stream"}, chunks=_sse(result))
         return UpstreamReply(200, {"content-type": "application/json"}, body=_json(result))
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import aiohttp
 
-from gateway.providers.base import Provider, UpstreamReply
+from gateway.providers.base import Provider, ProviderRequest, UpstreamReply
 
 # Provider headers worth showing to agents; everything else (cookies, rate-limit internals) stays here.
+_JSON = {"Content-Type": "application/json"}
 _RELAYED = ("openai-processing-ms", "openai-version", "retry-after", "x-request-id")
 
 
@@ -39,25 +40,17 @@ class OpenAIProvider(Provider):
             await self._session.close()
             self._session = None
 
-    async def send(
-        self,
-        method: str,
-        path: str,
-        body: bytes,
-        *,
-        stream: bool,
-        headers: dict[str, str] | None = None,
-        query: str = "",
-    ) -> UpstreamReply:
+    async def send(self, request: ProviderRequest) -> UpstreamReply:
         if self._session is None:
             raise RuntimeError(f"provider {self.name} used before start()")
-        url = f"{self._base}/{path}" + (f"?{query}" if query else "")
-        send_headers = headers if headers is not None else {"Content-Type": "application/json"}
+        url = f"{self._base}/{request.path}" + (f"?{request.query}" if request.query else "")
+        headers = request.headers if request.headers is not None else _JSON
+        stream = request.stream
         response = await self._session.request(
-            method,
+            request.method,
             url,
-            data=body or None,
-            headers=send_headers,
+            data=request.body or None,
+            headers=headers,
             timeout=self._stream_timeout if stream else self._timeout,
         )
         kept = {h: response.headers[h] for h in _RELAYED if h in response.headers}
