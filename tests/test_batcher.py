@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,26 +13,12 @@ import pytest
 
 from gateway.batcher.prompt import build_batch_message, parse_answers
 from gateway.batcher.split import apportion
+from gateway.testing.batch_model import batch_responder, tasks_in
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
 from tests.test_gateway_ops import metric
 
 SYSTEM = {"role": "system", "content": "You are a careful refactoring assistant. " * 20}
-TASK = re.compile(r"### Task (t\d+)\n(.*?)(?=\n\n### Task |\Z)", re.S)
-
-
-def batch_responder(mangle: Callable[[dict[str, str]], str] | None = None) -> Callable[[dict[str, Any]], str]:
-    """Answers a batch prompt like a model would: a JSON object keyed by task id."""
-
-    def respond(body: dict[str, Any]) -> str:
-        last = body["messages"][-1]["content"]
-        tasks = dict(TASK.findall(last))
-        if not tasks:
-            return "echo: " + last
-        answers = {tid: "echo: " + text for tid, text in tasks.items()}
-        return mangle(answers) if mangle else json.dumps(answers)
-
-    return respond
 
 
 def test_parse_is_strict() -> None:
@@ -51,7 +36,7 @@ def test_parse_is_strict() -> None:
 
 def test_batch_message_lists_every_task() -> None:
     message = build_batch_message([("t2", "rename x"), ("t1", "inline y")])
-    assert dict(TASK.findall(message["content"])) == {"t2": "rename x", "t1": "inline y"}
+    assert tasks_in(message["content"]) == {"t2": "rename x", "t1": "inline y"}
 
 
 @pytest.mark.parametrize(

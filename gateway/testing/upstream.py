@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .batch_model import batch_responder
 from .upstream_bodies import (
     ApiError,
     Responder,
@@ -395,9 +396,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between SSE chunks")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer <key>'")
     parser.add_argument("--record", action="store_true", help="keep every request in memory, not just counts")
+    parser.add_argument("--batch-aware", action="store_true", help="answer micro-batch prompts like a model")
     args = parser.parse_args(argv)
+    responder = batch_responder() if args.batch_aware else None
     fake = FakeUpstream(latency_s=args.latency_ms / 1000, chunk_delay_s=args.chunk_delay_ms / 1000,
-                        expected_key=args.api_key, record=args.record)
+                        expected_key=args.api_key, record=args.record, responder=responder)
     run: Callable[[Any], None] = asyncio.run
     with contextlib.suppress(ImportError):
         import uvloop
