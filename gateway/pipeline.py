@@ -26,7 +26,7 @@ from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.providers import ProviderRequest, UpstreamReply
 from gateway.router import Router
-from gateway.sse import StreamTap, UsageWatcher, event_data, events
+from gateway.sse import StreamTap, UsageWatcher, event_batches, event_data
 from gateway.tokens import counted_usage, estimate_prompt
 from gateway.upstream import ModelCatalog, Target, Upstream, send_once
 from gateway.validation import CHAT, COMPLETIONS, parse_json, validate
@@ -211,23 +211,23 @@ class Pipeline:
         watcher = UsageWatcher(ctx.client_wants_usage)
         response = web.StreamResponse(
             status=200,
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                **response_headers(ctx),
-            },
+            headers={**_SSE_HEADERS, **response_headers(ctx)},
         )
         assert reply.chunks is not None
         await response.prepare(request)
         try:
-            async for event in events(reply.chunks):
-                data = event_data(event)
-                if data is not None:
-                    if tap is not None:
-                        tap.on_data(data)
-                    if not watcher.keep(data):
-                        continue
-                await response.write(event + b"\n\n")
+            async for batch in event_batches(reply.chunks):
+                out = []
+                for event in batch:
+                    data = event_data(event)
+                    if data is not None:
+                        if tap is not None:
+                            tap.on_data(data)
+                        if not watcher.keep(data):
+                            continue
+                    out.append(event)
+                if out:
+                    await response.write(b"\n\n".join(out) + b"\n\n")
             if not watcher.finished:
                 raise UpstreamError("The provider closed the stream before it was complete.")
         except (TimeoutError, GatewayError, aiohttp.ClientError) as exc:

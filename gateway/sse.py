@@ -25,22 +25,21 @@ class StreamTap(Protocol):
     def on_end(self, complete: bool) -> None: ...
 
 
-async def events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Complete SSE events (without their trailing blank line) from arbitrarily split bytes."""
+async def event_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """The complete SSE events (without their blank line) of each read, from arbitrarily split bytes.
+
+    Events that arrived together are handed over together, so the relay writes them in one call."""
     buffer = b""
     async for chunk in chunks:
         buffer += chunk
         if b"\r\n" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
-        while True:
-            end = buffer.find(b"\n\n")
-            if end < 0:
-                break
-            event, buffer = buffer[:end], buffer[end + 2 :]
-            if event:
-                yield event
+        *complete, buffer = buffer.split(b"\n\n")
+        batch = [event for event in complete if event]
+        if batch:
+            yield batch
     if buffer.strip():
-        yield buffer.rstrip(b"\n")
+        yield [buffer.rstrip(b"\n")]
 
 
 def event_data(event: bytes) -> bytes | None:

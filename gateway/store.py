@@ -77,14 +77,18 @@ class Store(ABC):
 
 
 class MemoryStore(Store):
-    """One process's state: an LRU-bounded dict with expiries and bounded deques for logs."""
+    """One process's state: an LRU dict bounded in entries and bytes, with expiries, and bounded logs."""
 
     kind = "memory"
+    _OVERHEAD = 120
+    """Approximate bytes Python spends per entry beyond its key and value."""
 
-    def __init__(self, max_items: int = 100_000) -> None:
+    def __init__(self, max_items: int = 100_000, max_bytes: int = 32 * 1024 * 1024) -> None:
         self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
         self._logs: dict[str, deque[LogEntry]] = {}
         self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._seq = count(1)
         self._ledger: Ledger | None = None
 
@@ -94,10 +98,17 @@ class MemoryStore(Store):
             return None
         value, expires = item
         if expires is not None and expires <= time.monotonic():
-            del self._data[key]
+            self._drop(key)
             return None
         self._data.move_to_end(key)
         return value
+
+    def _drop(self, key: str) -> bool:
+        item = self._data.pop(key, None)
+        if item is None:
+            return False
+        self._bytes -= len(key) + len(item[0]) + self._OVERHEAD
+        return True
 
     async def get(self, key: str) -> bytes | None:
         return self._live(key)
@@ -107,26 +118,22 @@ class MemoryStore(Store):
     ) -> bool:
         if only_if_absent and self._live(key) is not None:
             return False
+        self._drop(key)
         self._data[key] = (value, time.monotonic() + ttl_s if ttl_s else None)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max_items:
-            self._data.popitem(last=False)
+        self._bytes += len(key) + len(value) + self._OVERHEAD
+        while len(self._data) > self._max_items or (self._bytes > self._max_bytes and len(self._data) > 1):
+            self._drop(next(iter(self._data)))
         return True
 
     async def delete(self, *keys: str) -> int:
-        return sum(self._data.pop(k, None) is not None for k in keys)
+        return sum(self._drop(k) for k in keys)
 
     async def delete_if_equal(self, key: str, value: bytes) -> bool:
-        if self._live(key) == value:
-            del self._data[key]
-            return True
-        return False
+        return self._live(key) == value and self._drop(key)
 
     async def delete_matching(self, prefix: str, suffix: str = "") -> int:
         doomed = [k for k in self._data if k.startswith(prefix) and k.endswith(suffix)]
-        for k in doomed:
-            del self._data[k]
-        return len(doomed)
+        return sum(self._drop(k) for k in doomed)
 
     async def append_log(self, stream: str, fields: LogEntry, maxlen: int) -> None:
         log = self._logs.get(stream)
@@ -254,7 +261,7 @@ def open_store(config: StoreConfig) -> Store:
     """The Redis store when a URL is configured, else the in-process memory store."""
     if config.url:
         return RedisStore(connect_redis(config))
-    return MemoryStore()
+    return MemoryStore(config.memory_max_items, config.memory_max_bytes)
 
 
 def _text(value: bytes | str) -> str:

@@ -17,6 +17,8 @@ SCAN_LIMIT = 64_000
 PER_MESSAGE = 4
 PER_IMAGE = 765
 _SYMBOLS = "{}()[];:=<>,.\"'`/\\|_-+*&%$#@!?"
+_DROP_SYMBOLS = str.maketrans("", "", _SYMBOLS)
+_DROP_SPACES = str.maketrans("", "", " \t\n")
 
 
 def estimate_text(text: str) -> int:
@@ -27,9 +29,9 @@ def estimate_text(text: str) -> int:
         return 0
     sample = text[:SCAN_LIMIT]
     non_ascii = 0 if sample.isascii() else sum(1 for ch in sample if ord(ch) > 127)
-    symbols = sum(sample.count(c) for c in _SYMBOLS)
+    symbols = len(sample) - len(sample.translate(_DROP_SYMBOLS))
     words = len(sample.split())
-    spaces = sum(sample.count(c) for c in " \t\n")
+    spaces = len(sample) - len(sample.translate(_DROP_SPACES))
     letters = len(sample) - non_ascii - symbols - spaces
     long_words = max(0.0, (letters - 6 * words) / 4)
     tokens = words + long_words + 0.75 * symbols + 0.9 * non_ascii

@@ -72,6 +72,14 @@ async def test_memory_store_is_bounded() -> None:
     for i in range(5):
         await store.set(f"k{i}", b"x")
     assert await store.get("k0") is None and await store.get("k4") == b"x"
+    sized = MemoryStore(max_bytes=4096)
+    for i in range(10):
+        await sized.set(f"big{i}", b"x" * 1000)
+    assert await sized.get("big0") is None and await sized.get("big9") == b"x" * 1000
+    assert sized._bytes <= 4096
+    await sized.delete("big9")
+    await sized.set("big9", b"y")
+    assert sized._bytes == sum(len(k) + len(v[0]) + sized._OVERHEAD for k, v in sized._data.items())
     for i in range(5):
         await store.append_log("s", {"n": str(i)}, maxlen=2)
     assert [r["n"] for r in await store.read_log("s", 10)] == ["4", "3"]

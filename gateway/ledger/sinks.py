@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import BinaryIO
 
 from gateway.store import Store
 
@@ -23,6 +24,9 @@ class Sink(ABC):
 
     @abstractmethod
     async def write(self, lines: list[bytes]) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - only sinks that hold a resource need it
+        """Release what the sink holds open."""
 
 
 class StreamSink(Sink):
@@ -48,19 +52,28 @@ class FileSink(Sink):
         self.max_bytes = max_bytes
         self.backups = backups
         self._size: int | None = None
+        self._file: BinaryIO | None = None
 
     async def write(self, lines: list[bytes]) -> None:
         await asyncio.to_thread(self._append, b"".join(line + b"\n" for line in lines))
 
     def _append(self, data: bytes) -> None:
-        if self._size is None:
+        if self._file is None or self._size is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._size = self.path.stat().st_size if self.path.exists() else 0
+            self._file = self.path.open("ab")
+            self._size = self._file.tell()
         if self._size and self._size + len(data) > self.max_bytes:
+            self.close()
             self._rotate()
-        with self.path.open("ab") as file:
-            file.write(data)
+            self._file = self.path.open("ab")
+        self._file.write(data)
+        self._file.flush()
         self._size += len(data)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def _rotate(self) -> None:
         """``FILE`` becomes ``FILE.1``, ``FILE.1`` becomes ``FILE.2``...; beyond ``backups`` it is deleted."""

@@ -26,6 +26,8 @@ from gateway.store import Store
 log = get_logger("gateway.ledger")
 Item = tuple[Finished, RequestContext | None] | dict[str, Any]
 _WARN_EVERY_S = 10.0
+_LINGER_S = 0.05
+"""After the first record of a batch, wait this long for more: one write then carries many records."""
 
 
 class RequestLedger:
@@ -75,10 +77,13 @@ class RequestLedger:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        self.sink.close()
 
     async def _run(self) -> None:
         while True:
             items = [await self._queue.get()]
+            if self._queue.qsize() < self.batch_size:
+                await asyncio.sleep(_LINGER_S)
             while len(items) < self.batch_size and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             try:

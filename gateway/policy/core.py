@@ -26,6 +26,9 @@ class StoreConfig(Section):
     url: str = ""
     """``redis://`` / ``rediss://`` URL; empty means the in-process memory store."""
     prefix: str = "llmgw:"
+    memory_max_items: int = Field(100_000, ge=1)
+    memory_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    """Bounds of the in-process memory store (the oldest-used entries go first)."""
     max_connections: int = Field(64, ge=1)
     socket_timeout_s: float = Field(2.0, gt=0)
 
