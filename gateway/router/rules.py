@@ -36,32 +36,24 @@ def matches(when: Conditions, ctx: RequestContext, priority: str) -> bool:
     """Whether every condition of ``when`` holds; unknown facts (no header, no budget) never match."""
     if when.requested is not None and ctx.requested_model not in when.requested:
         return False
-    tokens = ctx.prompt_estimate
-    if when.prompt_tokens_above is not None and not tokens > when.prompt_tokens_above:
-        return False
-    if when.prompt_tokens_below is not None and not tokens < when.prompt_tokens_below:
-        return False
     if when.task_types is not None and ctx.task_type not in when.task_types:
         return False
     if when.priorities is not None and priority not in when.priorities:
         return False
-    if when.lines_above is not None or when.lines_below is not None:
-        lines = ctx.lines_estimate
-        if lines is None:
-            return False
-        if when.lines_above is not None and not lines > when.lines_above:
-            return False
-        if when.lines_below is not None and not lines < when.lines_below:
-            return False
-    if when.budget_left_above is not None or when.budget_left_below is not None:
-        left = ctx.budget_left
-        if left is None:
-            return False
-        if when.budget_left_above is not None and not left > when.budget_left_above:
-            return False
-        if when.budget_left_below is not None and not left < when.budget_left_below:
-            return False
-    return True
+    return (
+        _within(ctx.prompt_estimate, when.prompt_tokens_above, when.prompt_tokens_below)
+        and _within(ctx.lines_estimate, when.lines_above, when.lines_below)
+        and _within(ctx.budget_left, when.budget_left_above, when.budget_left_below)
+    )
+
+
+def _within(value: float | None, above: float | None, below: float | None) -> bool:
+    """Strict bounds; a figure the request did not give matches no bound."""
+    if above is None and below is None:
+        return True
+    if value is None:
+        return False
+    return (above is None or value > above) and (below is None or value < below)
 
 
 class RuleSet:
