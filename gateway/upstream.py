@@ -17,7 +17,7 @@ import orjson
 
 from gateway import metrics
 from gateway.context import RequestContext
-from gateway.errors import GatewayError, NotFound, UpstreamError, UpstreamTimeout
+from gateway.errors import GatewayError, NotFound, RateLimited, UpstreamError, UpstreamTimeout
 from gateway.logs import get_logger
 from gateway.policy import WILDCARD, Policy
 from gateway.policy.core import ModelConfig
@@ -170,10 +170,8 @@ def _as_error(provider: Provider, reply: UpstreamReply) -> GatewayError:
     message = _upstream_message(reply.body, provider.secrets)
     if reply.status == 429:
         headers = {"Retry-After": reply.headers["retry-after"]} if "retry-after" in reply.headers else {}
-        return GatewayError(
+        return RateLimited(
             f"Provider '{provider.name}' is rate limiting: {message}",
-            status=429,
-            type="rate_limit_error",
             code="upstream_rate_limited",
             headers=headers,
         )

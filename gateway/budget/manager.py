@@ -20,7 +20,7 @@ from gateway.budget.alerts import AlertSink
 from gateway.budget.ledger import Ask, Balance, Charge, Ledger, Verdict, cap
 from gateway.budget.sprints import Period, period_of, select
 from gateway.context import RequestContext
-from gateway.errors import GatewayError, Unavailable
+from gateway.errors import Forbidden, GatewayError, Unavailable
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
@@ -220,10 +220,8 @@ def _sprint_load(balance: Balance) -> int:
 
 
 def _not_in_sprint(agent: str, sprint: str) -> GatewayError:
-    return GatewayError(
+    return Forbidden(
         f"Agent '{agent}' has no token budget in sprint '{sprint}'; ask an operator to add it to the policy.",
-        status=403,
-        type="permission_error",
         code="agent_not_in_budget",
         headers={"x-should-retry": "false"},
     )
