@@ -33,6 +33,7 @@ class LoadResult:
     errors: int
     """Non-2xx answers, socket errors and timeouts."""
     p50_ms: float
+    p95_ms: float
     p99_ms: float
     mean_ms: float
     max_ms: float

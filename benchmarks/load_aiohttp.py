@@ -68,6 +68,7 @@ async def _load(base_url: str, workload: Workload, concurrency: int, duration_s:
         requests=len(latencies),
         errors=errors,
         p50_ms=percentile(latencies, 50) * 1000,
+        p95_ms=percentile(latencies, 95) * 1000,
         p99_ms=percentile(latencies, 99) * 1000,
         mean_ms=sum(latencies) / len(latencies) * 1000 if latencies else 0.0,
         max_ms=latencies[-1] * 1000 if latencies else 0.0,

@@ -49,9 +49,9 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     "{marker}{{\\"requests\\": %d, \\"duration_us\\": %d, \\"errors\\": %d, \\"p50_us\\": %d, " ..
-    "\\"p99_us\\": %d, \\"mean_us\\": %.1f, \\"max_us\\": %d}}\\n",
+    "\\"p95_us\\": %d, \\"p99_us\\": %d, \\"mean_us\\": %.1f, \\"max_us\\": %d}}\\n",
     summary.requests - e.status, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.mean, latency.max))
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.mean, latency.max))
 end
 """
 
@@ -119,6 +119,7 @@ class WrkLoad:
             requests=data["requests"],
             errors=data["errors"],
             p50_ms=data["p50_us"] / 1000,
+            p95_ms=data["p95_us"] / 1000,
             p99_ms=data["p99_us"] / 1000,
             mean_ms=data["mean_us"] / 1000,
             max_ms=data["max_us"] / 1000,

@@ -28,6 +28,14 @@ class Measurement:
     """Requests the fake upstream received during the measurement (cache hits and batches show here)."""
     rps_runs: tuple[float, ...] = ()
     """Throughput of every run with ``--repeat`` (this measurement is the median one)."""
+    tokens_used: float | None = None
+    """Provider tokens the gateway was charged during the measurement (its ``tokens_used_total``)."""
+
+    @property
+    def tokens_per_request(self) -> float | None:
+        if self.tokens_used is None or not self.result.requests:
+            return None
+        return self.tokens_used / self.result.requests
 
 
 @dataclass(slots=True)
@@ -87,6 +95,7 @@ class Report:
                     **derived,
                     **rss,
                     "upstream_requests": m.upstream_requests,
+                    "tokens_used": m.tokens_used,
                     "rps_runs": [round(x, 1) for x in m.rps_runs],
                 }
             )
@@ -131,6 +140,7 @@ def results_table(report: Report) -> str:
         "conc",
         "rps",
         "p50 ms",
+        "p95 ms",
         "p99 ms",
         "+p50 ms",
         "+p99 ms",
@@ -139,6 +149,7 @@ def results_table(report: Report) -> str:
         "p99/direct",
         "RSS MB max/mean",
         "up/req",
+        "tok/req",
         "errors",
     ]
     rows = []
@@ -152,12 +163,14 @@ def results_table(report: Report) -> str:
                 str(r.concurrency),
                 f"{r.rps:,.0f}",
                 _num(r.p50_ms),
+                _num(r.p95_ms),
                 _num(r.p99_ms),
                 _num(d["added_p50_ms"]),
                 _num(d["added_p99_ms"]),
                 *ratios,
                 _rss(m.rss_mb),
                 _num(_per_request(m), 2),
+                _num(m.tokens_per_request, 1),
                 str(r.errors),
             ]
         )

@@ -168,8 +168,11 @@ def _measure(
     label = f"{scenario.name} {target.name} c={concurrency}"
     recording = _recording(options, target, label) if round_ == 0 else None
     before = _upstream_requests(upstream_url)
+    tokens_before = _tokens_used(target)
     result = tool.run(target.base_url, scenario.workload, concurrency, options.duration_s)
     received = _upstream_requests(upstream_url) - before
+    tokens_after = _tokens_used(target)
+    tokens = None if tokens_before is None or tokens_after is None else tokens_after - tokens_before
     if recording is not None and (summary := recording.finish()) is not None:
         report.profiles[label] = summary
     rss = tuple(worker_rss_mb(target.pid, target.helper)) if target.pid else ()
@@ -179,7 +182,7 @@ def _measure(
         file=sys.stderr,
         flush=True,
     )
-    return Measurement(scenario.name, target.name, target.kind, result, rss, received)
+    return Measurement(scenario.name, target.name, target.kind, result, rss, received, tokens_used=tokens)
 
 
 def _median(runs: list[Measurement]) -> Measurement:
@@ -196,6 +199,17 @@ def _recording(options: Options, target: Target, label: str) -> Recording | None
     options.profile_dir.mkdir(parents=True, exist_ok=True)
     out = options.profile_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", label) + ".txt")
     return Recording(target.pid, options.duration_s, out)
+
+
+def _tokens_used(target: Target) -> float | None:
+    """The gateway's ``tokens_used_total`` (provider tokens it was charged), summed over its labels."""
+    if target.kind != "gateway":
+        return None
+    with urllib.request.urlopen(target.base_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("tokens_used_total{")
+    )
 
 
 def _upstream_requests(upstream_url: str) -> int:

@@ -148,6 +148,13 @@ _DEFINED = (
         requires=("batching",),
     ),
     Scenario(
+        "batch-off",
+        "the same small refactor tasks with batching off: the baseline for tokens and latency",
+        _small_tasks(X_Batchable="true"),
+        policy={**CACHE_OFF, "batching": {"enabled": False}},
+        requires=("batching",),
+    ),
+    Scenario(
         "budget",
         "unique bodies from four agents charged to a sprint too large to run out: "
         "the cost of reserving and committing tokens",
