@@ -98,13 +98,16 @@ autoscaler:
         [sys.executable, "-c", ENTRY, str(policy)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     try:
+        # The counter moves after the gauge within a cycle: wait for the last thing the second action does.
         metrics = wait_for(
-            proc, f"http://127.0.0.1:{port}/metrics", 'autoscaler_desired_replicas{target="agents"} 5.0'
+            proc,
+            f"http://127.0.0.1:{port}/metrics",
+            'autoscaler_scale_events_total{direction="up",target="agents"} 2.0',
         )
+        assert 'autoscaler_desired_replicas{target="agents"} 5.0' in metrics
         assert 'queue_length{stream="tasks:stream"} 150.0' in metrics
         assert 'autoscaler_errors_total{kind="redis"} 0.0' in metrics
         assert 'autoscaler_scale_events_total{direction="down",target="agents"} 0.0' in metrics
-        assert 'autoscaler_scale_events_total{direction="up",target="agents"} 2.0' in metrics
         health = json.loads(wait_for(proc, f"http://127.0.0.1:{port}/healthz", '"leader": true'))
         assert health["status"] == "ok"
         assert seed.get("llmgw:autoscaler:leader") is not None
