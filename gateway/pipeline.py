@@ -1,9 +1,11 @@
 """The one place that orders the stages of a request.
 
-    identify → validate → (budget reserve) → resolve model (route) → (cache / batcher) → upstream
-      → relay (JSON or SSE) → (cache store, budget commit) → metrics and the request log line
+    identify → validate → estimate tokens → budget reserve → route → cache lookup (singleflight)
+      → batcher or upstream (retries, fallbacks) → relay (JSON or SSE) → cache store → budget commit
+      → metrics, request log line and ledger record (``server.observe``)
 
-Each stage lives in its own module; this file only calls them in order and carries the context.
+Each stage lives in its own module (identity, validation, tokens, budget, router, cache, batcher,
+upstream, sse); this file only calls them in order and carries the context.
 """
 
 from __future__ import annotations
