@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,14 +49,17 @@ class Policy(Section):
 
 
 def default_policy_path() -> Path:
-    """``$GATEWAY_CONFIG`` if set, else ``policies/default.yaml`` (cwd first, then beside the package)."""
+    """``$GATEWAY_CONFIG`` if set, else ``policies/default.yaml`` in the working directory, in the source
+    checkout, or as installed with the package (``<prefix>/share/llm-gateway/policies``)."""
     env = os.environ.get("GATEWAY_CONFIG")
     if env:
         return Path(env)
-    local = Path("policies/default.yaml")
-    if local.exists():
-        return local
-    return Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+    candidates = (
+        Path("policies/default.yaml"),
+        Path(__file__).resolve().parents[2] / "policies" / "default.yaml",
+        Path(sys.prefix) / "share" / "llm-gateway" / "policies" / "default.yaml",
+    )
+    return next((path for path in candidates if path.exists()), candidates[0])
 
 
 def load_policy(path: str | Path, env: Mapping[str, str] | None = None) -> Policy:
