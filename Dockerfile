@@ -13,6 +13,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
+COPY policies/default.yaml ./policies/default.yaml
 RUN python -m pip wheel --wheel-dir /wheels .
 
 # Runtime: the wheels only, no compilers and no build tools, a non-root user.
