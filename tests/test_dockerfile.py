@@ -108,8 +108,10 @@ def test_the_builder_makes_the_wheel_and_the_final_stage_installs_only_wheels(st
         for r in builder.all("RUN")
     )
     copied = {w for args in builder.all("COPY") for w in args.split()[:-1]}
-    readme = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["readme"]
-    assert {"pyproject.toml", readme, "gateway"} <= copied  # everything the wheel build reads
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    data_files = {f for files in project["tool"]["setuptools"]["data-files"].values() for f in files}
+    readme = project["project"]["readme"]
+    assert {"pyproject.toml", readme, "gateway", *data_files} <= copied  # everything the wheel build reads
     installs = [r for r in final.all("RUN") if "pip install" in r]
     assert len(installs) == 1
     install = installs[0]
