@@ -63,7 +63,7 @@ class Pipeline:
         self.auth = auth
         self.catalog = catalog
         self.upstream = upstream
-        self.agent_label = LabelLimiter(policy.metrics.max_agent_labels)
+        self.agent_label = budget.agent_label  # one bounded agent label set for every metric
         self.model_label = LabelLimiter(policy.metrics.max_agent_labels)
 
     async def handle(self, request: web.Request, endpoint: str, path: str) -> web.StreamResponse:

@@ -18,6 +18,7 @@ from gateway.errors import GatewayError, from_http_exception
 from gateway.identity import Authenticator, check_admin
 from gateway.ledger import Finished, RequestLedger, recording
 from gateway.logs import get_logger
+from gateway.metrics import LabelLimiter
 from gateway.pipeline import CTX, REQUEST_ID, Pipeline
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
@@ -77,7 +78,7 @@ def _resources(given: Store | None) -> Callable[[web.Application], AsyncIterator
             cache = LLMCache(policy.cache, store, policy.store.prefix, prices)
             routing_log = RoutingLog(store, policy.routing.log_stream, policy.routing.log_maxlen)
             router = Router(policy.routing, catalog, routing_log, prices.cost)
-            budget = BudgetManager.for_policy(policy, store)
+            budget = BudgetManager.for_policy(policy, store, LabelLimiter(policy.metrics.max_agent_labels))
             upstream = Upstream()
             batcher = Batcher(policy.batching, upstream, catalog, cache.scope_of)
             app[PIPELINE] = Pipeline(policy, auth, catalog, upstream, cache, router, budget, batcher)

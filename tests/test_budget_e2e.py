@@ -283,3 +283,40 @@ def test_cache_hits_cost_nothing_and_count_as_saved(budget_gateway: Callable[...
     assert second.headers["X-Budget-Remaining-Tokens"] == reserved_before_lookup
     line = budgets_report(url)["sprint"]
     assert (line["used"], line["saved"], line["reserved"]) == (COST, COST, 0)
+
+
+def test_an_agent_has_one_label_in_every_metric(
+    fake_upstream: FakeUpstream, start_gateway: Callable[..., str]
+) -> None:
+    """Past metrics.max_agent_labels an agent is ``_other`` in the token and the budget metrics alike,
+    even when the first agent seen by one metric is not the first seen by the other."""
+    policy = base_policy(fake_upstream.url, metrics={"max_agent_labels": 1})  # type: ignore[attr-defined]
+    policy["auth"]["keys"] = [
+        {"key": "gw-label-a", "agent": "label-a", "team": "t"},
+        {"key": "gw-label-b", "agent": "label-b", "team": "t"},
+    ]
+    policy["budgets"] = {
+        "sprints": [
+            {
+                "id": "labels",
+                "total_tokens": 10**6,
+                "agents": ["label-a", "label-b"],
+                "per_agent": {"label-b": 1},
+            }
+        ]
+    }
+    url = start_gateway(policy)
+    refused = httpx.post(
+        f"{url}/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer gw-label-b"}
+    )
+    answered = httpx.post(
+        f"{url}/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer gw-label-a"}
+    )
+    assert (refused.status_code, answered.status_code) == (429, 200)
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    tokens = [line for line in lines if line.startswith("tokens_used_total{")]
+    budget = [
+        line for line in lines if line.startswith("token_budget_remaining{") and 'sprint="labels"' in line
+    ]
+    assert any('agent="label-b"' in line for line in budget), "label-b was seen first"
+    assert not any('agent="label-a"' in line for line in tokens + budget), "label-a is _other everywhere"

@@ -66,10 +66,10 @@ class BudgetManager:
         self._settling: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def for_policy(cls, policy: Policy, store: Store) -> BudgetManager:
+    def for_policy(cls, policy: Policy, store: Store, agent_label: LabelLimiter) -> BudgetManager:
         budgets = policy.budgets
         ledger = store.budget_ledger(policy.store.prefix)
-        return cls(budgets, ledger, AlertSink(budgets.webhook), LabelLimiter(policy.metrics.max_agent_labels))
+        return cls(budgets, ledger, AlertSink(budgets.webhook), agent_label)
 
     async def start(self) -> None:
         await self.alerts.start()
