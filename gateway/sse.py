@@ -22,8 +22,6 @@ class StreamTap(Protocol):
 
     def on_data(self, data: bytes) -> None: ...
 
-    def on_end(self, complete: bool) -> None: ...
-
 
 async def event_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     """The complete SSE events (without their blank line) of each read, from arbitrarily split bytes.

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 SPRINT = ""
 """The agent name under which the sprint's totals are kept (field ``used`` rather than ``used:NAME``)."""
-KINDS = ("used", "res", "saved", "adj")
 
 
 def field_name(kind: str, agent: str = SPRINT) -> str:
