@@ -35,8 +35,13 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     auth = headers.get("Authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return headers.get("api-key") or headers.get("x-api-key")
+        key = token.strip() if scheme.lower() == "bearer" else ""
+    else:
+        key = headers.get("api-key") or headers.get("x-api-key") or ""
+    if not key.isprintable():
+        # aiohttp keeps header bytes that are not UTF-8 as surrogates, which cannot be hashed.
+        raise Unauthorized("The API key must be printable UTF-8 text.")
+    return key or None
 
 
 class Authenticator:

@@ -98,3 +98,16 @@ def test_bad_header_values(header: str, value: str) -> None:
         build_context("r", "e", Identity(None, "t"), {header: value}, {})
     assert info.value.param == header
     assert info.value.status == 400
+
+
+# --- keys that are not text ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["Authorization", "api-key", "x-api-key"])
+def test_key_with_undecodable_bytes_is_a_401(header: str) -> None:
+    # aiohttp decodes header bytes as UTF-8 with surrogateescape: b"\xff" arrives as "\udcff".
+    value = ("Bearer " if header == "Authorization" else "") + "gw-\udcff\udcfe"
+    with pytest.raises(Unauthorized):
+        auth().identify({header: value})
+    with pytest.raises(Unauthorized):
+        check_admin({header: value}, "adm")
