@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import orjson
 
@@ -40,12 +41,20 @@ class Plan:
 
 
 def scope_for(config: CacheConfig, team: str, agent: str) -> str:
-    """Who may share an answer with this caller (part of the key, so never wider than the policy says)."""
+    """Who may share an answer with this caller (part of the key, so never wider than the policy says).
+
+    Names are percent-encoded, so no name can contain the ``/`` or ``:`` that separate the parts: two
+    different (team, agent) pairs never share a scope. Valid names (letters, digits, ``_.@-``) read as
+    themselves: ``agent:backend/dev-1``."""
     if config.scope == "global":
         return "global"
     if config.scope == "agent":
-        return f"agent:{team}/{agent}"
-    return f"team:{team}"
+        return f"agent:{_part(team)}/{_part(agent)}"
+    return f"team:{_part(team)}"
+
+
+def _part(name: str) -> str:
+    return quote(name, safe="@")
 
 
 def terms(
@@ -95,6 +104,7 @@ class LLMCache:
         return Plan(ctx.endpoint, key, scope, ttl, read, max_age)
 
     def entry_key(self, plan: Plan) -> str:
+        """The store key: the scope's names are encoded (no ``:`` or ``{}`` of their own), the key is hex."""
         return f"{self.prefix}{plan.scope}:{plan.key}"
 
     async def fetch(self, ctx: RequestContext, plan: Plan) -> CacheEntry | Lease | None:
