@@ -1,7 +1,9 @@
 """Who is asking: gateway API keys map to an agent and team, context headers describe the task.
 
 Agents hold only a gateway key; the provider key never leaves the gateway. Keys are compared by their
-SHA-256, so the policy may list either the key or its hash.
+SHA-256, so the policy may list either the key or its hash. A client names its own agent (``X-Agent-Id``,
+body ``user``) only in open mode or with a key that is trusted to: otherwise any key holder could read
+another agent's cached answers and spend its budget.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.context import RequestContext
-from gateway.errors import InvalidRequest, Unauthorized
-from gateway.policy.core import AuthConfig
+from gateway.errors import Forbidden, InvalidRequest, Unauthorized
+from gateway.policy.core import NAME_PATTERN, NAME_RULE, AuthConfig
 
+if TYPE_CHECKING:
+    from gateway.policy import Policy
+
+ANONYMOUS = "anonymous"
+_AGENT = re.compile(NAME_PATTERN)
 _NAME = re.compile(r"^[A-Za-z0-9_.:@/\-]{1,128}$")
 _TASK_TYPE = re.compile(r"^[a-z0-9_\-]{1,64}$")
 _PRIORITY = re.compile(r"^[Pp][0-3]$")
@@ -28,6 +35,8 @@ _FALSE = {"false", "0", "no", "off"}
 class Identity:
     agent: str | None
     team: str
+    trust_agent_header: bool = False
+    """For a key without an agent: the client may name its agent (open mode, or the policy allows it)."""
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -47,16 +56,24 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 class Authenticator:
     """Maps a presented key to an :class:`Identity`; an empty key list means open mode."""
 
-    def __init__(self, auth: AuthConfig) -> None:
+    def __init__(self, auth: AuthConfig, *, trust_by_default: bool = False) -> None:
         self._by_hash: dict[str, Identity] = {}
         for entry in auth.keys:
             digest = entry.key_sha256.lower() if entry.key_sha256 else _sha256(entry.key or "")
-            self._by_hash[digest] = Identity(entry.agent, entry.team)
+            trust = trust_by_default if entry.trust_agent_header is None else entry.trust_agent_header
+            self._by_hash[digest] = Identity(entry.agent, entry.team, entry.agent is None and trust)
         self.open_mode = not self._by_hash
+
+    @classmethod
+    def for_policy(cls, policy: Policy) -> Authenticator:
+        """Keys trust ``X-Agent-Id`` by default only where the agent decides nothing that others own:
+        not when answers are cached per agent, nor when budget sprints give each agent a share."""
+        per_agent = (policy.cache.enabled and policy.cache.scope == "agent") or bool(policy.budgets.sprints)
+        return cls(policy.auth, trust_by_default=not per_agent)
 
     def identify(self, headers: Mapping[str, str]) -> Identity:
         if self.open_mode:
-            return Identity(None, "default")
+            return Identity(None, "default", trust_agent_header=True)
         key = presented_key(headers)
         if not key:
             raise Unauthorized(
@@ -84,10 +101,7 @@ def build_context(
     request_id: str, endpoint: str, identity: Identity, headers: Mapping[str, str], body: dict[str, Any]
 ) -> RequestContext:
     """Parse the optional context headers and body hints once; bad values are a 400 naming the header."""
-    user = body.get("user")
-    agent = (
-        identity.agent or _name(headers, "X-Agent-Id") or (user if isinstance(user, str) and user else None)
-    )
+    agent = identity.agent or _claimed_agent(identity, headers, body)
     task_type = headers.get("X-Task-Type")
     if task_type is not None:
         task_type = task_type.strip().lower()
@@ -107,7 +121,7 @@ def build_context(
     return RequestContext(
         request_id=request_id,
         endpoint=endpoint,
-        agent=agent or "anonymous",
+        agent=agent or ANONYMOUS,
         team=identity.team,
         task_type=task_type,
         priority=priority,
@@ -118,6 +132,35 @@ def build_context(
         cache_control=headers.get("Cache-Control"),
         body=body,
     )
+
+
+def _claimed_agent(identity: Identity, headers: Mapping[str, str], body: dict[str, Any]) -> str | None:
+    """The agent a client names itself: ``X-Agent-Id``, else the body's ``user``.
+
+    A key that is not trusted to name agents gets a 403 for ``X-Agent-Id`` (its requests would otherwise
+    be charged to an agent nobody chose); the body's ``user``, which SDKs set on their own, is then only
+    passed on to the provider."""
+    header = headers.get("X-Agent-Id")
+    claimed = _agent_name(header.strip(), "X-Agent-Id") if header is not None else None
+    if not identity.trust_agent_header:
+        if claimed not in (None, ANONYMOUS):
+            raise Forbidden(
+                "This API key may not choose its agent with X-Agent-Id: use a key bound to an agent, "
+                "or set trust_agent_header: true on this key in the gateway policy.",
+                param="X-Agent-Id",
+                code="agent_header_not_trusted",
+            )
+        return None
+    user = body.get("user")
+    return claimed or (_agent_name(user, "user") if isinstance(user, str) and user else None)
+
+
+def _agent_name(value: str, param: str) -> str:
+    if not _AGENT.match(value):
+        raise InvalidRequest(
+            f"{param} names the agent and must be {NAME_RULE}.", param=param, code="invalid_agent_name"
+        )
+    return value
 
 
 def _name(headers: Mapping[str, str], header: str) -> str | None:

@@ -70,7 +70,7 @@ def _resources(given: Store | None) -> Callable[[web.Application], AsyncIterator
             for provider in providers.values():
                 await provider.start()
                 started.append(provider)
-            auth = Authenticator(policy.auth)
+            auth = Authenticator.for_policy(policy)
             if auth.open_mode:
                 log.warning("open_mode", detail="auth.keys is empty: any client is accepted (local use only)")
             prices = PriceBook.from_policy(policy)

@@ -1,14 +1,20 @@
-"""Keys map to agents and teams; context headers are parsed once and bad values are a 400."""
+"""Keys map to agents and teams; only trusted keys let a client name its agent; context headers are
+parsed once and bad values are a 400."""
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from gateway.errors import InvalidRequest, Unauthorized
+from gateway.errors import Forbidden, InvalidRequest, Unauthorized
 from gateway.identity import Authenticator, Identity, build_context, check_admin
+from gateway.policy import ConfigError, Policy, load_policy
 from gateway.policy.core import ApiKey, AuthConfig
+
+TRUSTED = Identity(None, "t", trust_agent_header=True)
 
 
 def auth() -> Authenticator:
@@ -26,7 +32,7 @@ def auth() -> Authenticator:
 def test_plain_and_hashed_keys() -> None:
     a = auth()
     assert a.identify({"Authorization": "Bearer gw-plain"}) == Identity("agent-1", "backend")
-    assert a.identify({"Authorization": "Bearer gw-hashed"}) == Identity(None, "qa")
+    assert a.identify({"Authorization": "Bearer gw-hashed"}) == Identity(None, "qa", False)
     assert a.identify({"api-key": "gw-plain"}) == Identity("agent-1", "backend")
 
 
@@ -42,7 +48,7 @@ def test_missing_or_wrong_key(headers: dict[str, str]) -> None:
 def test_open_mode_accepts_anything() -> None:
     a = Authenticator(AuthConfig())
     assert a.open_mode
-    assert a.identify({}) == Identity(None, "default")
+    assert a.identify({}) == Identity(None, "default", trust_agent_header=True)
 
 
 def test_admin_key() -> None:
@@ -67,7 +73,7 @@ def test_context_headers_parsed() -> None:
         "X-Batchable": "yes",
         "Cache-Control": "no-cache",
     }
-    ctx = build_context("r1", "chat.completions", Identity(None, "backend"), headers, {"user": "u"})
+    ctx = build_context("r1", "chat.completions", Identity(None, "backend", True), headers, {"user": "u"})
     assert (ctx.agent, ctx.team, ctx.task_type, ctx.priority) == ("dev-7", "backend", "refactor", "P1")
     assert (ctx.task_id, ctx.sprint, ctx.lines_estimate, ctx.batchable) == ("T-1001", "2026-W48", 42, True)
     assert ctx.cache_control == "no-cache"
@@ -76,8 +82,8 @@ def test_context_headers_parsed() -> None:
 def test_key_agent_wins_and_user_is_last_resort() -> None:
     keyed = build_context("r", "e", Identity("owner", "t"), {"X-Agent-Id": "other"}, {})
     assert keyed.agent == "owner"
-    assert build_context("r", "e", Identity(None, "t"), {}, {"user": "from-body"}).agent == "from-body"
-    assert build_context("r", "e", Identity(None, "t"), {}, {}).agent == "anonymous"
+    assert build_context("r", "e", TRUSTED, {}, {"user": "from-body"}).agent == "from-body"
+    assert build_context("r", "e", TRUSTED, {}, {}).agent == "anonymous"
 
 
 @pytest.mark.parametrize(
@@ -100,6 +106,79 @@ def test_bad_header_values(header: str, value: str) -> None:
     assert info.value.status == 400
 
 
+# --- which keys may name their agent ---------------------------------------------------------------------
+
+
+def policy(keys: list[dict[str, object]], **sections: object) -> Policy:
+    return Policy.model_validate({"auth": {"keys": keys}, **sections})
+
+
+SPRINT = {"sprints": [{"id": "s1", "total_tokens": 1000, "agents": ["alice", "bob"]}]}
+
+
+@pytest.mark.parametrize(
+    ("sections", "trusted"),
+    [
+        ({}, True),
+        ({"cache": {"scope": "team"}}, True),
+        ({"cache": {"scope": "agent"}}, False),
+        ({"cache": {"scope": "agent", "enabled": False}}, True),
+        ({"budgets": SPRINT}, False),
+    ],
+)
+def test_trust_default_follows_what_the_agent_decides(sections: dict[str, object], trusted: bool) -> None:
+    keys: list[dict[str, object]] = [{"key": "gw-team", "team": "eng"}, {"key": "gw-bob", "agent": "bob"}]
+    a = Authenticator.for_policy(policy(keys, **sections))
+    assert a.identify({"Authorization": "Bearer gw-team"}).trust_agent_header is trusted
+    assert a.identify({"Authorization": "Bearer gw-bob"}).trust_agent_header is False, "bound to its agent"
+
+
+def test_trust_is_an_explicit_choice_per_key() -> None:
+    keys: list[dict[str, object]] = [
+        {"key": "gw-yes", "trust_agent_header": True},
+        {"key": "gw-no", "trust_agent_header": False},
+    ]
+    for sections in ({}, {"budgets": SPRINT, "cache": {"scope": "agent"}}):
+        a = Authenticator.for_policy(policy(keys, **sections))
+        assert a.identify({"Authorization": "Bearer gw-yes"}).trust_agent_header is True
+        assert a.identify({"Authorization": "Bearer gw-no"}).trust_agent_header is False
+    with pytest.raises(ValidationError, match="trust_agent_header"):
+        ApiKey(key="k", agent="bob", trust_agent_header=True)
+
+
+def test_untrusted_key_cannot_name_another_agent() -> None:
+    untrusted = Identity(None, "eng", trust_agent_header=False)
+    with pytest.raises(Forbidden) as info:
+        build_context("r", "e", untrusted, {"X-Agent-Id": "alice"}, {})
+    assert (info.value.status, info.value.param) == (403, "X-Agent-Id")
+    assert "trust_agent_header" in info.value.message
+    assert build_context("r", "e", untrusted, {"X-Agent-Id": "anonymous"}, {}).agent == "anonymous"
+    ctx = build_context("r", "e", untrusted, {}, {"user": "alice"})
+    assert ctx.agent == "anonymous", "the body's user is passed on, never taken as the agent"
+
+
+# --- agent and team names --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["eng/ml", "ml:bob", "has space", "{tag}", "bob%2F", "", "x" * 129])
+def test_agent_names_are_restricted(name: str) -> None:
+    for headers, body, param in (({"X-Agent-Id": name}, {}, "X-Agent-Id"), ({}, {"user": name}, "user")):
+        if not name and param == "user":
+            continue  # an empty user names nobody
+        with pytest.raises(InvalidRequest) as info:
+            build_context("r", "e", TRUSTED, headers, body)
+        assert (info.value.status, info.value.param) == (400, param)
+    for field in ("agent", "team"):
+        with pytest.raises(ValidationError, match=field):
+            ApiKey(key="k", **{field: name})
+
+
+def test_allowed_name_characters() -> None:
+    name = "Dev_agent-1.bob@example.com"
+    assert build_context("r", "e", TRUSTED, {"X-Agent-Id": name}, {}).agent == name
+    assert ApiKey(key="k", agent=name, team="eng.ml-1").team == "eng.ml-1"
+
+
 # --- keys that are not text ------------------------------------------------------------------------------
 
 
@@ -111,3 +190,12 @@ def test_key_with_undecodable_bytes_is_a_401(header: str) -> None:
         auth().identify({header: value})
     with pytest.raises(Unauthorized):
         check_admin({header: value}, "adm")
+
+
+def test_a_bad_name_in_the_policy_names_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("auth:\n  keys:\n    - {key: gw-1, agent: ok}\n    - {key: gw-2, team: eng/ml}\n")
+    with pytest.raises(ConfigError) as info:
+        load_policy(path, env={})
+    assert "auth.keys.1.team" in str(info.value) and "eng/ml" in str(info.value)
+    assert "gw-2" not in str(info.value), "never the key itself"

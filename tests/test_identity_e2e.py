@@ -1,13 +1,68 @@
-"""Identity on the wire: key bytes that are not UTF-8 get a 401, not a 500."""
+"""Identity on the wire: a key that does not name an agent cannot pose as one (cache, budget), and key
+bytes that are not UTF-8 get a 401, not a 500."""
 
 from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
+from typing import Any
 
+import httpx
+import openai
 import pytest
 
+from gateway.testing.upstream import FakeUpstream
+from tests.conftest import ADMIN_KEY, base_policy
+
 MESSAGES = [{"role": "user", "content": "whose answer is this"}]
+KEYS = [
+    {"key": "gw-alice", "agent": "alice", "team": "backend"},
+    {"key": "gw-team", "team": "backend"},
+    {"key": "gw-trusted", "team": "backend", "trust_agent_header": True},
+]
+
+
+def chat(url: str, key: str, headers: dict[str, str] | None = None, **body: Any) -> Any:
+    with openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, default_headers=headers) as client:
+        return client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, **body
+        )
+
+
+@pytest.fixture
+def identity_gateway(fake_upstream: FakeUpstream, start_gateway: Callable[..., str]) -> Callable[..., str]:
+    def start(**sections: Any) -> str:
+        return start_gateway(base_policy(fake_upstream.url, auth={"keys": KEYS}, **sections))  # type: ignore[attr-defined]
+
+    return start
+
+
+def test_a_team_key_cannot_read_another_agents_cached_answer(
+    identity_gateway: Callable[..., str], fake_upstream: FakeUpstream
+) -> None:
+    url = identity_gateway(cache={"enabled": True, "scope": "agent"})
+    assert chat(url, "gw-alice").headers["X-Cache"] == "MISS"
+    assert chat(url, "gw-alice").headers["X-Cache"] == "HIT"
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        chat(url, "gw-team", {"X-Agent-Id": "alice"})
+    assert info.value.code == "agent_header_not_trusted"
+    assert chat(url, "gw-team", user="alice").headers["X-Cache"] == "MISS", "user does not make it alice"
+    assert fake_upstream.count("/v1/chat/completions") == 2
+    assert chat(url, "gw-trusted", {"X-Agent-Id": "alice"}).headers["X-Cache"] == "HIT", "trusted on purpose"
+
+
+def test_a_team_key_cannot_charge_another_agents_budget(identity_gateway: Callable[..., str]) -> None:
+    sprint = {"id": "s1", "total_tokens": 10_000, "agents": ["alice", "bob"], "unknown_agents": "share"}
+    url = identity_gateway(budgets={"sprints": [sprint]})
+    with pytest.raises(openai.PermissionDeniedError):
+        chat(url, "gw-team", {"X-Agent-Id": "alice"})
+    chat(url, "gw-team", user="alice")
+    chat(url, "gw-trusted", {"X-Agent-Id": "bob"})
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    report = httpx.get(f"{url}/admin/budgets", headers=admin).json()["data"][0]
+    used = {line["agent"]: line["used"] for line in report["agents"]}
+    assert used.get("alice", 0) == 0 and used["anonymous"] > 0 and used["bob"] > 0
 
 
 def raw_request(url: str, method: str, path: str, header: bytes) -> tuple[int, bytes]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -33,16 +34,34 @@ class StoreConfig(Section):
     socket_timeout_s: float = Field(2.0, gt=0)
 
 
+NAME_PATTERN = r"^[A-Za-z0-9_.@\-]{1,128}$"
+"""Agent and team names: no ``/``, ``:`` or spaces, so a name is one unambiguous part of a cache scope,
+a budget field or a metric label."""
+NAME_RULE = "1-128 characters of letters, digits and _ . @ -"
+
+
 class ApiKey(Section):
     key: str | None = None
     key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
     agent: str | None = None
     team: str = "default"
+    trust_agent_header: bool | None = None
+    """A key without an agent: may the client name its agent (``X-Agent-Id``, body ``user``)? Unset: only
+    when the policy keeps neither answers nor budgets per agent."""
+
+    @field_validator("agent", "team")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(NAME_PATTERN, value):
+            raise ValueError(f"must be {NAME_RULE} (got {value!r})")
+        return value
 
     @model_validator(mode="after")
     def _one_key(self) -> ApiKey:
         if (self.key is None) == (self.key_sha256 is None):
             raise ValueError("give exactly one of 'key' or 'key_sha256'")
+        if self.agent is not None and self.trust_agent_header:
+            raise ValueError("a key bound to an agent never takes X-Agent-Id: drop 'trust_agent_header'")
         return self
 
 
