@@ -54,6 +54,7 @@ def load(tmp_path: Path, budgets: dict[str, Any]) -> BudgetConfig:
         ({"start": None, "every": "7d"}, "budgets.sprints.0", "needs a 'start'"),
         ({"end": "2030-01-01T00:00:00Z"}, "budgets.sprints.0", "'end' must be after 'start'"),
         ({"agents": ["a", "a"]}, "budgets.sprints[0].agents[1]", "appears twice"),
+        ({"agents": ["a", "eng/bob"]}, "budgets.sprints[0].agents[1]", "agent names are 1-128 characters"),
         ({"agents": 0}, "budgets.sprints.0", "at least 1"),
         ({"id": "bad{tag}"}, "budgets.sprints.0.id", "pattern"),
         ({"budget": 5}, "budgets.sprints.0.budget", "unknown key"),

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.policy.core import Section
+from gateway.policy.core import NAME_PATTERN, NAME_RULE, Section
 from gateway.policy.loader import ConfigError
 
 Priority = Literal["P0", "P1", "P2", "P3"]
@@ -149,6 +149,10 @@ def check_budgets(config: BudgetConfig, file: str) -> None:
             for j, agent in enumerate(sprint.agents):
                 if sprint.agents.index(agent) != j:
                     raise ConfigError(file, f"{path}.agents[{j}]", f"'{agent}' appears twice")
+                if not re.match(NAME_PATTERN, agent):
+                    raise ConfigError(
+                        file, f"{path}.agents[{j}]", f"agent names are {NAME_RULE} (got '{agent}')"
+                    )
         for agent, tokens in sprint.per_agent.items():
             if not isinstance(sprint.agents, list) or agent not in sprint.agents:
                 raise ConfigError(
