@@ -156,7 +156,7 @@ def _claimed_agent(identity: Identity, headers: Mapping[str, str], body: dict[st
 
 
 def _agent_name(value: str, param: str) -> str:
-    if not _AGENT.match(value):
+    if not _AGENT.fullmatch(value):
         raise InvalidRequest(
             f"{param} names the agent and must be {NAME_RULE}.", param=param, code="invalid_agent_name"
         )

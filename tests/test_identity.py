@@ -160,11 +160,11 @@ def test_untrusted_key_cannot_name_another_agent() -> None:
 # --- agent and team names --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["eng/ml", "ml:bob", "has space", "{tag}", "bob%2F", "", "x" * 129])
+@pytest.mark.parametrize("name", ["eng/ml", "ml:bob", "has space", "{tag}", "bob%2F", "bob\n", "", "x" * 129])
 def test_agent_names_are_restricted(name: str) -> None:
     for headers, body, param in (({"X-Agent-Id": name}, {}, "X-Agent-Id"), ({}, {"user": name}, "user")):
-        if not name and param == "user":
-            continue  # an empty user names nobody
+        if (param, name) in (("user", ""), ("X-Agent-Id", "bob\n")):
+            continue  # an empty user names nobody; header values are stripped and carry no newline
         with pytest.raises(InvalidRequest) as info:
             build_context("r", "e", TRUSTED, headers, body)
         assert (info.value.status, info.value.param) == (400, param)

@@ -149,7 +149,7 @@ def check_budgets(config: BudgetConfig, file: str) -> None:
             for j, agent in enumerate(sprint.agents):
                 if sprint.agents.index(agent) != j:
                     raise ConfigError(file, f"{path}.agents[{j}]", f"'{agent}' appears twice")
-                if not re.match(NAME_PATTERN, agent):
+                if not re.fullmatch(NAME_PATTERN, agent):
                     raise ConfigError(
                         file, f"{path}.agents[{j}]", f"agent names are {NAME_RULE} (got '{agent}')"
                     )

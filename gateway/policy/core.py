@@ -52,7 +52,7 @@ class ApiKey(Section):
     @field_validator("agent", "team")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(NAME_PATTERN, value):
+        if value is not None and not re.fullmatch(NAME_PATTERN, value):
             raise ValueError(f"must be {NAME_RULE} (got {value!r})")
         return value
 
