@@ -151,8 +151,11 @@ def _claimed_agent(identity: Identity, headers: Mapping[str, str], body: dict[st
                 code="agent_header_not_trusted",
             )
         return None
+    if claimed:
+        return claimed
     user = body.get("user")
-    return claimed or (_agent_name(user, "user") if isinstance(user, str) and user else None)
+    # OpenAI accepts any string as ``user``: one that is not a valid agent name names no agent.
+    return user if isinstance(user, str) and _AGENT.fullmatch(user) else None
 
 
 def _agent_name(value: str, param: str) -> str:
