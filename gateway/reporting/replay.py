@@ -133,8 +133,6 @@ class Replay:
             )
         output = max_output(ctx.body, config.assumed_output_tokens)
         decision = self.rules.decide(ctx, output, concrete=not alias)
-        if ctx.downgrade:
-            decision = self.rules.downgrade(decision, ctx.prompt_estimate + output)
         return decision.model, decision.reason
 
     def _through_cache(self, pending: Pending) -> None:
