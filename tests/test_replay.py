@@ -14,9 +14,11 @@ import pytest
 import yaml
 
 from gateway.cli import main
+from gateway.context import Usage
 from gateway.policy import Policy, load_policy
 from gateway.reporting.compare import replayed_summary
 from gateway.reporting.kpis import Summary
+from gateway.reporting.replay_batch import Member, batch_sizes, shares
 from gateway.reporting.report import load
 from gateway.reporting.source import Selection
 from gateway.testing.upstream import FakeUpstream
@@ -194,3 +196,26 @@ def test_cli_prints_recorded_and_replayed_side_by_side(
         main(["replay", redis_url, "--config", str(path)])
     table = capsys.readouterr().out
     assert "What-if replay" in table and "recorded  replayed" in table
+
+
+def test_shares_reuse_the_recorded_split_only_for_the_whole_recorded_batch() -> None:
+    def member(task: int, batch_id: str | None, share: Usage | None) -> Member:
+        return Member(None, 0.0, 100 + task, task, Usage(100 + task, 10), batch_id, share)
+
+    recorded = [
+        member(5, "b1", Usage(41, 10)),
+        member(30, "b1", Usage(70, 10)),
+        member(9, "b1", Usage(44, 9)),
+    ]
+    sizes = batch_sizes(["b1", "b1", None, "b1", "b2"])
+    assert shares(recorded, False, sizes) == [Usage(41, 10), Usage(70, 10), Usage(44, 9)]
+    for group in (
+        recorded[:2],
+        [*recorded[:2], member(9, "b2", Usage(44, 9))],
+        [*recorded[:2], member(9, None, None)],
+    ):
+        estimated = shares(group, False, sizes)
+        assert estimated != [m.share for m in group]
+        assert [u.completion_tokens for u in estimated] == [m.alone.completion_tokens for m in group]
+        assert sum(u.prompt_tokens for u in estimated) < sum(m.alone.prompt_tokens for m in group)
+    assert shares([recorded[0]], False, sizes) == [recorded[0].alone], "a group of one is sent alone"

@@ -5,7 +5,8 @@ with the gateway's own pieces: the budget stage on an in-memory ledger driven by
 (``BudgetManager`` + ``MemoryLedger``), the router's ``RuleSet``, the cache's ``terms`` and scope, and
 the batcher's ``admits``. What no policy changes comes from the records: each answer's token counts and
 the provider's time. So a policy's effect on hit rate, tokens, batching, budgets, cost and latency can be
-read before it is deployed; replaying with the recorded policy gives back the recorded figures.
+read before it is deployed; replaying with the recorded policy gives back the recorded figures (a batch
+with the recorded members keeps its recorded shares, see ``replay_batch.py``).
 
 Limits: budgets start empty at the first replayed record (replay a whole sprint for budget what-ifs); a
 request refused when recorded but admitted by the other policy has no known answer (counted apart);
