@@ -14,9 +14,11 @@ import pytest
 import yaml
 
 from gateway.cli import main
+from gateway.context import Usage
 from gateway.policy import Policy, load_policy
 from gateway.reporting.compare import replayed_summary
 from gateway.reporting.kpis import Summary
+from gateway.reporting.replay_batch import Member, batch_sizes, shares
 from gateway.reporting.report import load
 from gateway.reporting.source import Selection
 from gateway.testing.upstream import FakeUpstream
@@ -40,7 +42,12 @@ ROUTING = {
     ],
 }
 REFACTOR = {"X-Task-Type": "refactor", "X-Lines-Estimate": "20"}
-TASKS = [f"rename variable v{i} in module m{i}" for i in range(3)]
+TASKS = [
+    "rename variable v0 in module m0",
+    "extract the retry loop of the http client in module net into a helper function",
+    "inline x",
+]
+"""Of different lengths, so the batch's recorded shares are not what an estimate would give."""
 
 
 def recorded_policy(fake: FakeUpstream, redis_url: str) -> dict[str, Any]:
@@ -95,13 +102,41 @@ def test_replaying_the_recorded_policy_reproduces_the_recorded_kpis(recorded: An
     again = replay(policy, summary, records)
     before, after = summary.kpis(), again.kpis()
     assert after["hit_rate"] == before["hit_rate"] == 3 / 8
-    assert after["batch_efficiency"] == pytest.approx(before["batch_efficiency"], abs=0.01)
-    assert after["token_reduction"] == pytest.approx(before["token_reduction"], abs=0.01)
+    assert after["batch_efficiency"] == before["batch_efficiency"]
+    assert after["token_reduction"] == before["token_reduction"]
     assert after["p95_latency_ms"] == pytest.approx(before["p95_latency_ms"], abs=25)
     assert again.routing == summary.routing
-    assert (again.answered, again.saved_cache) == (summary.answered, summary.saved_cache)
-    assert again.tokens_used == pytest.approx(summary.tokens_used, rel=0.01)
-    assert again.cost_usd == pytest.approx(summary.cost_usd, rel=0.01)
+    assert (again.answered, again.batches, again.batch_members) == (summary.answered, 1, 3)
+    assert (again.tokens_used, again.saved_cache, again.saved_batch, again.batch_used) == (
+        summary.tokens_used,
+        summary.saved_cache,
+        summary.saved_batch,
+        summary.batch_used,
+    )
+    assert (again.cost_usd, again.baseline_cost_usd) == (summary.cost_usd, summary.baseline_cost_usd)
+    assert {name: line.tokens_used for name, line in again.agents.items()} == {
+        name: line.tokens_used for name, line in summary.agents.items()
+    }
+
+
+def test_a_batch_replayed_with_other_members_is_estimated(recorded: Any) -> None:
+    """Only the recorded batch keeps its recorded shares: the same tasks in a smaller batch, or with a
+    member that was not in it, are estimated (and still save tokens)."""
+    policy, summary, records = recorded
+    members = [r for r in records if r.get("batch_id")]
+    pair = replay(changed(policy, batching={"max_batch": 2}), summary, records)
+    recorded_pair = sum(r["tokens_used"] for r in members[:2])
+    assert (pair.batches, pair.batch_members) == (1, 2)
+    assert pair.batch_used != recorded_pair, "two of three members: not the recorded batch"
+    assert 0 < pair.saved_batch < summary.saved_batch
+    stranger = copy.deepcopy(records)
+    for record in stranger:
+        if record.get("batch_id"):
+            record["batch_id"] = "another-batch"
+            break
+    mixed = replay(policy, summary, stranger)
+    assert mixed.batch_members == 3 and mixed.saved_batch > 0
+    assert mixed.batch_used != summary.batch_used, "a member from elsewhere: estimated"
 
 
 def test_a_shorter_ttl_loses_the_late_hit(recorded: Any) -> None:
@@ -161,3 +196,26 @@ def test_cli_prints_recorded_and_replayed_side_by_side(
         main(["replay", redis_url, "--config", str(path)])
     table = capsys.readouterr().out
     assert "What-if replay" in table and "recorded  replayed" in table
+
+
+def test_shares_reuse_the_recorded_split_only_for_the_whole_recorded_batch() -> None:
+    def member(task: int, batch_id: str | None, share: Usage | None) -> Member:
+        return Member(None, 0.0, 100 + task, task, Usage(100 + task, 10), batch_id, share)
+
+    recorded = [
+        member(5, "b1", Usage(41, 10)),
+        member(30, "b1", Usage(70, 10)),
+        member(9, "b1", Usage(44, 9)),
+    ]
+    sizes = batch_sizes(["b1", "b1", None, "b1", "b2"])
+    assert shares(recorded, False, sizes) == [Usage(41, 10), Usage(70, 10), Usage(44, 9)]
+    for group in (
+        recorded[:2],
+        [*recorded[:2], member(9, "b2", Usage(44, 9))],
+        [*recorded[:2], member(9, None, None)],
+    ):
+        estimated = shares(group, False, sizes)
+        assert estimated != [m.share for m in group]
+        assert [u.completion_tokens for u in estimated] == [m.alone.completion_tokens for m in group]
+        assert sum(u.prompt_tokens for u in estimated) < sum(m.alone.prompt_tokens for m in group)
+    assert shares([recorded[0]], False, sizes) == [recorded[0].alone], "a group of one is sent alone"

@@ -78,6 +78,58 @@ def test_default_rules(fields: dict[str, Any], model: str, reason: str) -> None:
     assert decide(DEFAULT_RULES, **fields) == (model, reason)
 
 
+@pytest.mark.parametrize(
+    ("fields", "model", "reason"),
+    [
+        # past alert_at (80 % used) with the low-budget rule matching too: P0 keeps medium, others small
+        ({"priority": "P0", "budget_left": 0.15}, MEDIUM, "rule:low-budget"),
+        ({"priority": "P0", "task_type": "architecture", "budget_left": 0.0}, MEDIUM, "rule:low-budget"),
+        ({"priority": "P2", "budget_left": 0.15}, SMALL, "rule:low-budget"),
+        ({"budget_left": 0.15}, SMALL, "rule:low-budget"),  # no X-Priority: the default P2
+        ({"priority": "P1", "task_type": "refactor", "budget_left": 0.1}, SMALL, "rule:low-budget"),
+        # past an earlier alert_at, before the low-budget rule: one tier down, P0 never below medium
+        (
+            {"priority": "P0", "task_type": "refactor", "budget_left": 0.3},
+            MEDIUM,
+            "rule:refactor-qa-test;budget-downgrade",
+        ),
+        ({"priority": "P0", "budget_left": 0.3}, MEDIUM, "default"),
+        (
+            {"priority": "P2", "task_type": "refactor", "budget_left": 0.3},
+            SMALL,
+            "rule:refactor-qa-test;budget-downgrade",
+        ),
+        (
+            {"priority": "P3", "task_type": "creative", "budget_left": 0.3},
+            MEDIUM,
+            "rule:creative-architecture;budget-downgrade",
+        ),
+    ],
+)
+def test_default_rules_past_the_budget_alert(fields: dict[str, Any], model: str, reason: str) -> None:
+    assert decide(DEFAULT_RULES, downgrade=True, **fields) == (model, reason)
+
+
+def test_downgrade_floor_bounds_the_downgrade_and_never_raises() -> None:
+    policy = custom_policy({**CUSTOM, "downgrade_floor": {"P1": "medium", "P2": "large"}})
+    rules = RuleSet(policy.routing, policy.models)
+    assert decide(rules, priority="P1", downgrade=True) == ("mid", "default"), "medium is P1's floor"
+    assert decide(rules, priority="P0", downgrade=True) == ("mini", "default;budget-downgrade"), "no floor"
+    assert decide(rules, priority="P1", task_type="bugfix", downgrade=True) == (
+        "mid",
+        "rule:urgent;budget-downgrade",
+    ), "one tier down, onto the floor"
+    assert decide(rules, lines_estimate=900, priority="P2", downgrade=True) == ("big", "rule:big-change")
+    assert decide(rules, requested_model="cheap", priority="P2", downgrade=True) == (
+        "mini",
+        "rule:cheap-alias",
+    ), "a decision already below the floor stays where it is"
+    assert decide(rules, prompt_estimate=12_000, priority="P0", downgrade=True) == (
+        "mini-long",
+        "default;budget-downgrade",
+    ), "the first cheaper candidate whose window fits"
+
+
 def test_requested_max_tokens_count_for_the_guard() -> None:
     assert decide(DEFAULT_RULES, output=1024, prompt_estimate=120_000, budget_left=0.1)[0] == SMALL
     assert decide(DEFAULT_RULES, output=20_000, prompt_estimate=120_000, budget_left=0.1) == (
@@ -167,22 +219,25 @@ conditions = st.fixed_dictionaries(
         "requested": st.just(["auto"]),
     },
 )
+TIER_NAMES = ["small", "medium", "large"]
 choice = st.one_of(
     st.builds(lambda m: {"model": m}, st.sampled_from(sorted(MODELS))),
-    st.builds(lambda t: {"tier": t}, st.sampled_from(["small", "medium", "large"])),
+    st.builds(lambda t: {"tier": t}, st.sampled_from(TIER_NAMES)),
 )
 routing_sections = st.builds(
-    lambda rules, default, shift, candidates: {
+    lambda rules, default, shift, candidates, floor: {
         "aliases": ["auto"],
         "candidates": candidates,
         "rules": [{"name": f"r{i}", "when": when, "use": use} for i, (when, use) in enumerate(rules)],
         "default": default,
         "priority_shift": shift,
+        "downgrade_floor": floor,
     },
     st.lists(st.tuples(conditions, choice), max_size=5),
     choice,
     st.dictionaries(st.sampled_from(PRIORITIES[1:]), st.integers(-2, 2), max_size=2),
     st.lists(st.sampled_from(sorted(MODELS)), min_size=1, unique=True),
+    st.dictionaries(st.sampled_from(PRIORITIES[1:]), st.sampled_from(TIER_NAMES), max_size=2),
 )
 requests = st.fixed_dictionaries(
     {
@@ -221,6 +276,13 @@ def test_every_decision_is_a_configured_model_that_fits(
     assert decision.model in MODELS
     assert MODELS[decision.model][1] >= need
     assert decision.rule == "default" or decision.rule.startswith("r")
+    cheaper = rules.decide(context(**request, downgrade=True), output, concrete=False)
+    tier_of = {name: TIER_NAMES.index(tier) for name, (tier, _) in MODELS.items()}
+    floor = TIER_NAMES.index(policy.routing.downgrade_floor.get(request["priority"] or "P2", "small"))
+    assert MODELS[cheaper.model][1] >= need
+    assert tier_of[cheaper.model] <= tier_of[decision.model], "a downgrade never costs more"
+    assert tier_of[cheaper.model] >= min(floor, tier_of[decision.model]), "nor goes below the floor"
+    assert cheaper.downgraded == (cheaper.model != decision.model)
 
 
 @given(request=requests, output=st.integers(1, 100_000))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 import redis
+import yaml
 
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, base_policy
@@ -248,3 +250,50 @@ def test_metrics_count_decisions_and_savings(
     expected = (2.0 - 0.4) * prompt / 1e6 + (8.0 - 1.6) * 1000 / 1e6  # against gpt-4.1, the largest
     assert entry["saved_usd"] == pytest.approx(expected)
     assert saved_usd(url) - before == pytest.approx(expected)
+
+
+SHIPPED_ROUTING = yaml.safe_load((Path(__file__).parents[1] / "policies" / "default.yaml").read_text())[
+    "routing"
+]
+BUDGET_PROMPT = [{"role": "user", "content": "budget budget budget budget"}]
+COST = 16
+"""Prompt 11 (estimate and fake count agree) + 5 completion tokens (see ``tests/test_budget_e2e.py``)."""
+
+
+def test_p0_keeps_the_medium_tier_on_a_low_budget(
+    fake_upstream: FakeUpstream, start_gateway: Callable[..., str]
+) -> None:
+    """The shipped routing past 80 % of the budget: the low-budget rule and the downgrade both apply,
+    and P0 still gets the medium tier while other work gets the small one."""
+    sprint = {"id": "s1", "total_tokens": 12 * COST, "agents": ["agent-1"]}  # alert_at 0.8, downgrade on
+    policy = routing_policy(fake_upstream.url, budgets={"sprints": [sprint]})  # type: ignore[attr-defined]
+    policy["routing"] = SHIPPED_ROUTING
+    url = start_gateway(policy)
+
+    def ask(priority: str, model: str = "auto") -> Any:
+        with sdk(url) as client:
+            return client.chat.completions.with_raw_response.create(
+                model=model, messages=BUDGET_PROMPT, max_tokens=5, extra_headers={"X-Priority": priority}
+            )
+
+    fresh = ask("P2")
+    assert (fresh.headers["X-Gateway-Model"], fresh.headers["X-Gateway-Route-Reason"]) == (
+        "gpt-4o-mini",
+        "default",
+    )
+    for _ in range(9):
+        ask("P2", model="gpt-4o-mini")
+    assert fresh.headers["X-Budget-Remaining-Tokens"] == str(11 * COST), "each request costs COST"
+    urgent = ask("P0")  # 10 of 12 spent: 83 % used
+    assert (urgent.headers["X-Gateway-Model"], urgent.headers["X-Gateway-Route-Reason"]) == (
+        "gpt-4.1-mini",
+        "rule:low-budget",
+    )
+    assert urgent.parse().model == "gpt-4.1-mini"
+    routine = ask("P2")  # 11 of 12 spent
+    assert (routine.headers["X-Gateway-Model"], routine.headers["X-Gateway-Route-Reason"]) == (
+        "gpt-4o-mini",
+        "rule:low-budget",
+    )
+    sent = [r.json["model"] for r in fake_upstream.requests if r.path.endswith("/chat/completions")]
+    assert sent[-2:] == ["gpt-4.1-mini", "gpt-4o-mini"]

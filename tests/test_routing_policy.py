@@ -71,6 +71,8 @@ RULE = {"name": "r", "use": {"tier": "small"}}
         ({"rules": [{**RULE, "when": {"priority": ["P0"]}}]}, "routing.rules.0.when.priority", "unknown key"),
         ({"rules": [{**RULE, "when": {"priorities": ["P5"]}}]}, "routing.rules.0.when.priorities.0", "P0"),
         ({"priority_shift": {"P0": 3}}, "routing", "between -2 and 2"),
+        ({"downgrade_floor": {"P0": "mid"}}, "routing.downgrade_floor.P0", "medium"),
+        ({"downgrade_floor": {"P9": "medium"}}, "routing.downgrade_floor.P9.[key]", "P0"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, routing: dict[str, Any], key: str, words: str) -> None:

@@ -93,6 +93,9 @@ class RoutingConfig(Section):
     default_priority: Priority = "P2"
     priority_shift: dict[Priority, int] = {}
     """Tiers to move a tier choice up (+) or down (-) by priority, e.g. ``{P0: 1}``."""
+    downgrade_floor: dict[Priority, Tier] = {}
+    """The cheapest tier the budget's downgrade may move a request of this priority to, e.g.
+    ``{P0: medium}``; a decision already below it is not moved. Priorities not named: no floor."""
     assumed_output_tokens: int = Field(1024, ge=1)
     """Completion tokens assumed when a request sets no max tokens (context guard and cost estimate)."""
     baseline_model: str | None = None

@@ -5,7 +5,8 @@ with the gateway's own pieces: the budget stage on an in-memory ledger driven by
 (``BudgetManager`` + ``MemoryLedger``), the router's ``RuleSet``, the cache's ``terms`` and scope, and
 the batcher's ``admits``. What no policy changes comes from the records: each answer's token counts and
 the provider's time. So a policy's effect on hit rate, tokens, batching, budgets, cost and latency can be
-read before it is deployed; replaying with the recorded policy gives back the recorded figures.
+read before it is deployed; replaying with the recorded policy gives back the recorded figures (a batch
+with the recorded members keeps its recorded shares, see ``replay_batch.py``).
 
 Limits: budgets start empty at the first replayed record (replay a whole sprint for budget what-ifs); a
 request refused when recorded but admitted by the other policy has no known answer (counted apart);
@@ -31,13 +32,15 @@ from gateway.policy import Policy
 from gateway.policy.budget import WebhookConfig
 from gateway.pricing import PriceBook
 from gateway.reporting.outcome import BUDGET_REFUSALS, Outcome, alone_usage, answer_usage, recorded
-from gateway.reporting.replay_batch import BatchWindow, Member, Sent, shares
+from gateway.reporting.replay_batch import BatchWindow, Member, Sent, batch_sizes, shares
 from gateway.reporting.replay_cache import CacheReplay
 from gateway.router.rules import RuleSet
 from gateway.router.stage import ROUTED_ENDPOINTS
 from gateway.tokens import max_output
 
 Record = dict[str, Any]
+USD_DIGITS = 8
+"""Decimals of the costs in ledger records (``gateway/ledger/record.py``)."""
 
 
 @dataclass(slots=True)
@@ -74,8 +77,10 @@ class Replay:
         self.baseline = routing_baseline(policy)
         self.cache = CacheReplay()
         self.window = BatchWindow(policy.batching)
+        self.recorded_batches = batch_sizes(record.get("batch_id") for record in records)
         self.upstream_ms = _upstream_times(records)
-        self.outcomes: list[Outcome] = []
+        self._outcomes: dict[int, Outcome] = {}
+        """By ``id`` of the record, so :meth:`run` returns them in the records' order."""
         self._batches = 0
 
     def _clock(self) -> float:
@@ -87,27 +92,30 @@ class Replay:
             await self._send(self.window.due(self.now))
             await self._one(record)
         await self._send(self.window.drain())
-        return self.outcomes
+        return [self._outcomes[id(record)] for record in self.records]
+
+    def _done(self, record: Record, outcome: Outcome) -> None:
+        self._outcomes[id(record)] = outcome
 
     async def _one(self, record: Record) -> None:
         if not _replayable(record):
-            self.outcomes.append(recorded(record))
+            self._done(record, recorded(record))
             return
         ctx = _context(record)
         try:
             hold = await self.budget.reserve(ctx)
         except GatewayError as exc:
-            self.outcomes.append(_refused(record, exc))
+            self._done(record, _refused(record, exc))
             return
         if record.get("error") in BUDGET_REFUSALS:  # admitted now, but there is no answer to replay
             await self._settle(hold, ctx)
-            self.outcomes.append(replace(recorded(record), unknown=True))
+            self._done(record, replace(recorded(record), unknown=True))
             return
         try:
             ctx.model, rule = self._route(ctx)
         except InvalidRequest as exc:
             await self._settle(hold, ctx)
-            self.outcomes.append(_refused(record, exc))
+            self._done(record, _refused(record, exc))
             return
         pending = Pending(record, ctx, hold, rule)
         if record.get("status") == 200:
@@ -115,7 +123,15 @@ class Replay:
         self._through_cache(pending)
         if pending.cache != "HIT" and pending.alone is not None and self._batchable(pending):
             key = (ctx.model, record["batch_group"], scope_for(self.policy.cache, ctx.team, ctx.agent))
-            member = Member(pending, self.now, ctx.prompt_estimate, int(record["task_tokens"]), pending.alone)
+            member = Member(
+                pending,
+                self.now,
+                ctx.prompt_estimate,
+                int(record["task_tokens"]),
+                pending.alone,
+                record.get("batch_id"),
+                answer_usage(record),
+            )
             await self._send(self.window.join(key, member))
             return
         await self._finish(pending)
@@ -133,8 +149,6 @@ class Replay:
             )
         output = max_output(ctx.body, config.assumed_output_tokens)
         decision = self.rules.decide(ctx, output, concrete=not alias)
-        if ctx.downgrade:
-            decision = self.rules.downgrade(decision, ctx.prompt_estimate + output)
         return decision.model, decision.reason
 
     def _through_cache(self, pending: Pending) -> None:
@@ -172,7 +186,8 @@ class Replay:
             if len(members) > 1:
                 self._batches += 1
                 batch_id = f"replay-{self._batches}"
-            for member, usage in zip(members, shares(members, self.policy.batching.json_mode), strict=True):
+            split = shares(members, self.policy.batching.json_mode, self.recorded_batches)
+            for member, usage in zip(members, split, strict=True):
                 pending: Pending = member.item
                 pending.wait_s = sent_at - member.joined
                 if batch_id is not None:
@@ -184,7 +199,7 @@ class Replay:
         pending.ctx.cache_status = pending.cache
         pending.ctx.usage = pending.served if pending.cache == "HIT" else pending.share or pending.alone
         await self._settle(pending.hold, pending.ctx)
-        self.outcomes.append(outcome)
+        self._done(pending.record, outcome)
 
     async def _settle(self, hold: Hold | None, ctx: RequestContext) -> None:
         if hold is not None:
@@ -209,11 +224,12 @@ class Replay:
         outcome.batch_id = pending.batch_id
         cost = self.prices.cost(ctx.model, used.prompt_tokens, used.completion_tokens)
         baseline = self.baseline if ctx.requested_model in self.aliases else ctx.requested_model
-        if baseline and cost is not None:
-            outcome.cost_usd = cost
-            outcome.baseline_cost_usd = self.prices.cost(
+        if baseline and cost is not None:  # rounded as the ledger records them
+            outcome.cost_usd = round(cost, USD_DIGITS)
+            before = self.prices.cost(
                 baseline, baseline_usage.prompt_tokens, baseline_usage.completion_tokens
             )
+            outcome.baseline_cost_usd = round(before, USD_DIGITS) if before is not None else None
         return outcome
 
     def _latency(self, pending: Pending) -> float:

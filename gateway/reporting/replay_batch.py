@@ -1,15 +1,20 @@
 """Micro-batching, replayed: groups opened and sent by another ``batching`` section's window and size,
 and each group's tokens estimated the way the gateway measures batch efficiency.
 
-The gateway knows a member's cost alone as its prompt estimate scaled by the batch's real prompt tokens
-over the batch prompt's estimate, plus its completion tokens. The replay runs that the other way: the
-batch prompt is estimated from the members' records (the shared context once, the batch instruction, each
-task), scaled by the members' own real-to-estimated ratio, and split among them as the batcher splits
-it. Replies the model would have botched (sent again one by one) are not modelled.
+A group whose members are exactly those of one recorded batch (no fewer, no others) was sent as
+recorded, so each member keeps its recorded share: replaying the recorded policy gives back the
+recorded batch figures. Any other group is estimated. The gateway knows a member's cost alone as its
+prompt estimate scaled by the batch's real prompt tokens over the batch prompt's estimate, plus its
+completion tokens. The replay runs that the other way: the batch prompt is estimated from the members'
+records (the shared context once, the batch instruction, each task), scaled by the members' own
+real-to-estimated ratio, and split among them as the batcher splits it. Replies the model would have
+botched (sent again one by one) are not modelled.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +35,10 @@ class Member:
     prompt_estimate: int
     task_tokens: int
     alone: Usage
+    batch_id: str | None = None
+    """The batch that answered the request when it was recorded, if any."""
+    share: Usage | None = None
+    """Its recorded share of that batch."""
 
 
 @dataclass(slots=True)
@@ -67,10 +76,20 @@ class BatchWindow:
         return self.due(float("inf"))
 
 
-def shares(members: list[Member], json_mode: bool) -> list[Usage]:
-    """Each member's usage in its batch (a group of one is sent alone, at its own cost)."""
+def batch_sizes(batch_ids: Iterable[str | None]) -> Counter[str]:
+    """How many recorded requests each batch answered."""
+    return Counter(batch_id for batch_id in batch_ids if batch_id)
+
+
+def shares(members: list[Member], json_mode: bool, recorded: Mapping[str, int]) -> list[Usage]:
+    """Each member's usage in its batch (a group of one is sent alone, at its own cost); ``recorded``:
+    how many members each recorded batch had (:func:`batch_sizes`)."""
     if len(members) == 1:
         return [members[0].alone]
+    batch = {m.batch_id for m in members}
+    same = [m.share for m in members if m.share is not None]
+    if len(batch) == 1 and recorded.get(members[0].batch_id or "") == len(members) == len(same):
+        return same
     first = members[0]
     shared = max(0, first.prompt_estimate - first.task_tokens)
     framing = build_batch_message([(task_id(i), "") for i in range(len(members))])["content"]

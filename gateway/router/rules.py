@@ -62,6 +62,7 @@ class RuleSet:
     def __init__(self, config: RoutingConfig, models: Mapping[str, ModelConfig], wildcard: str = "*") -> None:
         self._config = config
         self._shift: dict[str, int] = dict(config.priority_shift)
+        self._floor = {priority: TIERS.index(tier) for priority, tier in config.downgrade_floor.items()}
         self._windows = {name: m.context_window for name, m in models.items() if name != wildcard}
         self._tier_of = {name: TIERS.index(m.tier) for name, m in models.items() if name != wildcard}
         candidates = candidate_models(config, models, wildcard)
@@ -73,10 +74,15 @@ class RuleSet:
 
     def decide(self, ctx: RequestContext, output_tokens: int, concrete: bool) -> Decision:
         """The model for ``ctx``; ``concrete``: the agent named a real model, kept when no rule matches.
+        When the budget asks (``ctx.downgrade``), one tier cheaper (:meth:`downgrade`).
 
         Raises a 400 when the prompt plus ``output_tokens`` fits no candidate's context window."""
         priority = ctx.priority or self._config.default_priority
         need = ctx.prompt_estimate + output_tokens
+        decision = self._rule_or_default(ctx, priority, need, concrete)
+        return self.downgrade(decision, need, priority) if ctx.downgrade else decision
+
+    def _rule_or_default(self, ctx: RequestContext, priority: str, need: int, concrete: bool) -> Decision:
         for rule in self._config.rules:
             if matches(rule.when, ctx, priority):
                 return self._choose(rule.use, rule.name, priority, need, ctx)
@@ -84,10 +90,14 @@ class RuleSet:
             return self._keep(ctx.requested_model, need, ctx)
         return self._choose(self._config.default, "default", priority, need, ctx)
 
-    def downgrade(self, decision: Decision, need: int) -> Decision:
-        """The first fitting candidate of a cheaper tier than ``decision``'s (nearest tier first);
-        the decision itself at the smallest tier or when nothing cheaper fits."""
-        for tier in range(self._tier_of.get(decision.model, 0) - 1, -1, -1):
+    def downgrade(self, decision: Decision, need: int, priority: str | None = None) -> Decision:
+        """The first fitting candidate of a cheaper tier than ``decision``'s (nearest tier first), never
+        below ``priority``'s ``downgrade_floor``; the decision itself when nothing cheaper is allowed or fits.
+
+        The budget asks for this past ``alert_at`` (``ctx.downgrade``); the floor keeps critical work on
+        an adequate model however low the budget runs (the low-budget rule already chose a cheap tier)."""
+        floor = self._floor.get(priority or self._config.default_priority, 0)
+        for tier in range(self._tier_of.get(decision.model, 0) - 1, floor - 1, -1):
             for name in self.by_tier[tier]:
                 if self.fits(name, need):
                     return Decision(name, decision.rule, decision.guarded, downgraded=True)

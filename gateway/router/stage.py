@@ -64,8 +64,6 @@ class Router:
         output = max_output(ctx.body, self.config.assumed_output_tokens)
         try:
             decision = self._rules.decide(ctx, output, concrete=not alias)
-            if ctx.downgrade:  # past the budget's alert_at: one tier cheaper
-                decision = self._rules.downgrade(decision, ctx.prompt_estimate + output)
         except InvalidRequest as exc:
             log.warning("route_rejected", request_id=ctx.request_id, requested_model=name, error=exc.message)
             raise
