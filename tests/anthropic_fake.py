@@ -17,6 +17,8 @@ class FakeAnthropic:
     """Answers ``POST /v1/messages`` with "echo: <last user text>"; ``fail`` makes the next answers errors."""
 
     expected_key: str
+    url: str = ""
+    """Base URL once served (set by whoever starts the server)."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     failures: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
 

@@ -25,10 +25,9 @@ CLAUDE = "claude-3-5-sonnet-20241022"
 @pytest.fixture
 def anthropic() -> Iterator[FakeAnthropic]:
     fake = FakeAnthropic(expected_key=PROVIDER_KEY)
-    server = BackgroundServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    server.stop()
+    with BackgroundServer(fake.app()) as server:
+        fake.url = server.url
+        yield fake
 
 
 def claude_policy(base_url: str | None) -> dict[str, Any]:
@@ -69,7 +68,7 @@ def test_an_anthropic_call_needs_no_internet(
     for name in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR", "LITELLM_LOCAL_MODEL_COST_MAP"):
         monkeypatch.delenv(name, raising=False)
     policy = tmp_path / "claude.yaml"
-    policy.write_text(yaml.safe_dump(claude_policy(anthropic.url)))  # type: ignore[attr-defined]
+    policy.write_text(yaml.safe_dump(claude_policy(anthropic.url)))
     _, url = serve(policy)
     with sdk(url) as client:
         answer = client.chat.completions.create(model="claude", messages=MESSAGES)
@@ -84,7 +83,7 @@ def test_without_base_url_litellm_uses_the_models_own_api(
     anthropic: FakeAnthropic, start_gateway: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # litellm's default for Anthropic (overridable by ANTHROPIC_API_BASE), not the OpenAI URL.
-    monkeypatch.setenv("ANTHROPIC_API_BASE", anthropic.url)  # type: ignore[attr-defined]
+    monkeypatch.setenv("ANTHROPIC_API_BASE", anthropic.url)
     with sdk(start_gateway(claude_policy(None))) as client:
         answer = client.chat.completions.create(model="claude", messages=MESSAGES)
     assert answer.choices[0].message.content == "echo: hello claude"
@@ -97,7 +96,7 @@ def test_a_rate_limit_keeps_status_and_retry_after_and_names_the_cause(
     anthropic: FakeAnthropic, start_gateway: Callable[..., str]
 ) -> None:
     anthropic.fail(429, {"retry-after": "7"})
-    url = start_gateway(claude_policy(anthropic.url))  # type: ignore[attr-defined]
+    url = start_gateway(claude_policy(anthropic.url))
     with sdk(url) as client, pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model="claude", messages=MESSAGES)
     assert info.value.response.headers["Retry-After"] == "7"
@@ -110,7 +109,7 @@ def test_a_relayed_client_error_names_its_cause_without_the_key(
     anthropic: FakeAnthropic, start_gateway: Callable[..., str]
 ) -> None:
     anthropic.fail(400, message=f"prompt too long for key {PROVIDER_KEY}")
-    url = start_gateway(claude_policy(anthropic.url))  # type: ignore[attr-defined]
+    url = start_gateway(claude_policy(anthropic.url))
     with sdk(url) as client, pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="claude", messages=MESSAGES)
     message = info.value.response.json()["error"]["message"]
