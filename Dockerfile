@@ -5,19 +5,24 @@
 #              llm-gateway autoscale                                              # the autoscaler sidecar
 # The policy is read from $GATEWAY_CONFIG (/etc/llm-gateway/policy.yaml): mount your own over it
 # (the Helm chart mounts a ConfigMap there); the image ships policies/default.yaml in its place.
+# Providers of `type: litellm` (Anthropic, Gemini, Bedrock, ...) need the litellm extra in the image:
+#   docker build --build-arg EXTRAS=litellm -t llm-gateway:litellm .
 ARG PYTHON_VERSION=3.12
+ARG EXTRAS=""
 
 # Builder: build the project's wheel and the wheels of all its dependencies.
 FROM python:${PYTHON_VERSION}-slim AS builder
+ARG EXTRAS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY policies/default.yaml ./policies/default.yaml
-RUN python -m pip wheel --wheel-dir /wheels .
+RUN python -m pip wheel --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
 
 # Runtime: the wheels only, no compilers and no build tools, a non-root user.
 FROM python:${PYTHON_VERSION}-slim AS runtime
+ARG EXTRAS
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -29,7 +34,7 @@ RUN groupadd --system --gid 10001 gateway \
        --shell /usr/sbin/nologin gateway \
     && install -d -o 10001 -g 10001 /var/lib/llm-gateway
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    python -m pip install --no-index --find-links=/wheels llm-gateway
+    python -m pip install --no-index --find-links=/wheels "llm-gateway${EXTRAS:+[$EXTRAS]}"
 COPY --chown=root:root --chmod=0644 policies/default.yaml /etc/llm-gateway/policy.yaml
 # Writable working directory (e.g. the request ledger's JSONL file without Redis).
 WORKDIR /var/lib/llm-gateway

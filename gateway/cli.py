@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gateway.policy import ConfigError, Policy, default_policy_path, load_policy
+from gateway.providers import missing_package
 from gateway.reporting import commands as reporting
 
 WORKER_ENV = "LLMGW_WORKER"
@@ -34,13 +35,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
-        policy = _load(Path(args.file))
+        policy = _load(Path(args.file), runnable=True)
         store = "redis" if policy.store.url else "memory"
         print(
             f"ok: {args.file}: {len(policy.providers)} providers, {len(policy.models)} models, store {store}"
         )
         sys.exit(0)
-    policy = _load(Path(args.config) if args.config else default_policy_path())
+    policy = _load(Path(args.config) if args.config else default_policy_path(), args.command == "serve")
     if args.command == "autoscale":
         from gateway.autoscaler.runner import run
 
@@ -50,12 +51,18 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(_serve(policy, args))
 
 
-def _load(path: Path) -> Policy:
+def _load(path: Path, runnable: bool = False) -> Policy:
+    """The policy, or one line and exit 2; ``runnable`` also needs every provider's packages installed."""
     try:
-        return load_policy(path)
+        policy = load_policy(path)
+        for name, provider in policy.providers.items() if runnable else ():
+            problem = missing_package(provider)
+            if problem:
+                raise ConfigError(str(path), f"providers.{name}.type", problem)
     except ConfigError as exc:
         print(f"llm-gateway: {exc}", file=sys.stderr)
         sys.exit(2)
+    return policy
 
 
 def _serve(policy: Policy, args: argparse.Namespace) -> int:

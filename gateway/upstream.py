@@ -11,6 +11,8 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 import orjson
@@ -152,13 +154,21 @@ def _final(outcome: GatewayError | UpstreamReply) -> bool:
 
 
 def _retry_after(reply: UpstreamReply) -> float | None:
+    """Seconds to wait: ``Retry-After`` is either a number of seconds or an HTTP date (RFC 9110)."""
     value = reply.headers.get("retry-after")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC, as HTTP dates always are
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _with_model(body: dict[str, object], model: str) -> bytes:

@@ -103,24 +103,50 @@ def test_a_multi_stage_build_on_a_slim_python(stages: list[Stage]) -> None:
 
 def test_the_builder_makes_the_wheel_and_the_final_stage_installs_only_wheels(stages: list[Stage]) -> None:
     builder, final = stages[0], stages[-1]
-    assert any(
-        re.search(r"pip wheel .*--wheel-dir /wheels \.$|python -m build --wheel", r)
-        for r in builder.all("RUN")
-    )
+    assert pip_args(pip_run(builder, "pip wheel"), extras="") == ["wheel", "--wheel-dir", "/wheels", "."]
     copied = {w for args in builder.all("COPY") for w in args.split()[:-1]}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     data_files = {f for files in project["tool"]["setuptools"]["data-files"].values() for f in files}
     readme = project["project"]["readme"]
     assert {"pyproject.toml", readme, "gateway", *data_files} <= copied  # everything the wheel build reads
-    installs = [r for r in final.all("RUN") if "pip install" in r]
-    assert len(installs) == 1
-    install = installs[0]
-    assert "--no-index" in install and "--find-links=/wheels" in install and "llm-gateway" in install
+    install = pip_run(final, "pip install")
+    assert pip_args(install, extras="") == ["install", "--no-index", "--find-links=/wheels", "llm-gateway"]
     from_builder = f"from={builder.name}" in install or any(
         f"--from={builder.name}" in c and "/wheels" in c for c in final.all("COPY")
     )
     assert from_builder, "the final stage must install the wheels built by the builder"
     assert "COPY . " not in " ".join(f"COPY {c}" for c in final.all("COPY"))  # no source tree
+
+
+def pip_run(stage: Stage, command: str) -> str:
+    runs = [r for r in stage.all("RUN") if command in r]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def pip_args(run: str, extras: str) -> list[str]:
+    """The arguments pip gets from a ``RUN python -m pip ...`` line, as the build's shell expands them
+    with the ``EXTRAS`` build argument (Docker passes build arguments to RUN as environment variables)."""
+    command = re.sub(r"^(--\S+\s+)+", "", run)  # RUN's own flags (--mount=...)
+    assert command.startswith("python -m pip "), run
+    script = f'python() {{ shift 2; printf "%s\\n" "$@"; }}; {command}'
+    env = {"PATH": os.environ["PATH"], "EXTRAS": extras}
+    return subprocess.run(
+        ["sh", "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+
+
+def test_the_extras_build_argument_adds_a_package_extra_to_both_stages(stages: list[Stage]) -> None:
+    global_args, _ = parse((ROOT / "Dockerfile").read_text())
+    assert global_args["EXTRAS"].strip("\"'") == ""  # the default image has no extra
+    builder, final = stages[0], stages[-1]
+    for stage in (builder, final):  # a global ARG is visible in a stage only when declared there
+        assert "EXTRAS" in {a.partition("=")[0] for a in stage.all("ARG")}, stage.name
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "litellm" in extras
+    wheel, install = pip_run(builder, "pip wheel"), pip_run(final, "pip install")
+    assert pip_args(wheel, extras="litellm")[-1] == ".[litellm]"  # its wheels are built...
+    assert pip_args(install, extras="litellm")[-1] == "llm-gateway[litellm]"  # ...and installed
 
 
 def test_no_compilers_or_build_tools_in_the_final_image(stages: list[Stage]) -> None:

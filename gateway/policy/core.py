@@ -78,9 +78,15 @@ class RetryConfig(Section):
     """No retry starts after this many seconds from the first attempt."""
 
 
+DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1"}
+"""Where a provider of each type goes when ``base_url`` is not given; a litellm provider has none of its own
+(litellm picks the API of the model's provider), so an Anthropic call never goes to OpenAI with its key."""
+
+
 class ProviderConfig(Section):
     type: Literal["openai", "litellm"] = "openai"
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = ""
+    """Empty for ``type: litellm`` means litellm's own default for the model's provider."""
     api_key: str = ""
     timeout_s: float = Field(600.0, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0)
@@ -89,6 +95,13 @@ class ProviderConfig(Section):
     headers: dict[str, str] = {}
     litellm_prefix: str = ""
     """For ``type: litellm``: prepended to the model name (e.g. ``anthropic/``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_url_of_type(cls, data: object) -> object:
+        if isinstance(data, dict) and "base_url" not in data:
+            return {**data, "base_url": DEFAULT_BASE_URLS.get(str(data.get("type", "openai")), "")}
+        return data
 
 
 class Price(Section):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from gateway.policy.core import ProviderConfig
 from gateway.providers.base import Provider, ProviderRequest, UpstreamReply
 from gateway.providers.openai import OpenAIProvider
 
-__all__ = ["Provider", "ProviderRequest", "UpstreamReply", "build_provider"]
+__all__ = ["Provider", "ProviderRequest", "UpstreamReply", "build_provider", "missing_package"]
 
 
 def build_provider(name: str, config: ProviderConfig) -> Provider:
@@ -16,3 +18,10 @@ def build_provider(name: str, config: ProviderConfig) -> Provider:
 
         return LiteLLMProvider(name, config)
     return OpenAIProvider(name, config)
+
+
+def missing_package(config: ProviderConfig) -> str | None:
+    """Why a provider of this type cannot run in this installation, or None; checked without importing."""
+    if config.type == "litellm" and importlib.util.find_spec("litellm") is None:
+        return "type litellm needs litellm, which is not installed (pip install 'llm-gateway[litellm]')"
+    return None
