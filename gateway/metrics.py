@@ -47,7 +47,9 @@ TOKENS_USED = Counter(
     "tokens_used_total", "Provider tokens consumed (prompt + completion).", ["agent", "model"]
 )
 CACHE_HITS = Counter("llm_cache_hits_total", "Requests answered from the cache.", ["endpoint"])
-CACHE_MISSES = Counter("llm_cache_misses_total", "Cache lookups that found nothing.", ["endpoint"])
+CACHE_MISSES = Counter(
+    "llm_cache_misses_total", "Requests the cache could not answer (X-Cache: MISS).", ["endpoint"]
+)
 CACHE_TOKENS_SAVED = Counter(
     "llm_cache_tokens_saved_total", "Provider tokens not spent thanks to cache hits."
 )

@@ -90,7 +90,7 @@ class Pipeline:
             return await self._forward(request, ctx, raw, path, target)
         if isinstance(outcome, CacheEntry):
             return await self._serve_hit(request, ctx, outcome)
-        tap = StreamAssembler(ctx.endpoint) if ctx.stream else None
+        tap = StreamAssembler(ctx.endpoint, self.cache.config.max_entry_bytes) if ctx.stream else None
         status, answer = 0, None
         try:
             response = await self._forward(request, ctx, raw, path, target, tap)

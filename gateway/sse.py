@@ -12,7 +12,7 @@ from typing import Protocol
 import orjson
 
 from gateway.context import Usage
-from gateway.tokens import answer_text, estimate_text
+from gateway.tokens import SCAN_LIMIT, answer_text, estimate_text
 
 DONE = b"[DONE]"
 
@@ -56,8 +56,12 @@ class UsageWatcher:
         self.client_wants_usage = client_wants_usage
         self.usage: Usage | None = None
         self.finished = False
-        self._text: list[str] = []
-        """What was generated, counted only if the provider never reports usage."""
+        self._start: list[str] = []
+        """The start of what was generated (all the estimator reads) and the length of the whole,
+        counted only if the provider never reports usage: memory does not grow with the stream."""
+        self._start_chars = 0
+        self._chars = 0
+        self._streamed = False
 
     def keep(self, data: bytes) -> bool:
         if data == DONE:
@@ -70,15 +74,24 @@ class UsageWatcher:
         usage = chunk.get("usage") if isinstance(chunk, dict) else None
         if isinstance(usage, dict):
             self.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+            self._start.clear()
             if not chunk.get("choices") and not self.client_wants_usage:
                 return False
         elif self.usage is None:
-            self._text.append(answer_text(chunk))
+            self._note(answer_text(chunk))
         return True
+
+    def _note(self, text: str) -> None:
+        self._streamed = True
+        self._chars += len(text)
+        room = SCAN_LIMIT - self._start_chars
+        if room > 0 and text:
+            self._start.append(text[:room])
+            self._start_chars += min(room, len(text))
 
     def usage_or_count(self, prompt_estimate: int) -> Usage | None:
         """The provider's usage; else the prompt estimate plus the streamed text, counted; None if
         nothing was streamed."""
-        if self.usage is not None or not self._text:
+        if self.usage is not None or not self._streamed:
             return self.usage
-        return Usage(prompt_estimate, estimate_text("".join(self._text)))
+        return Usage(prompt_estimate, estimate_text("".join(self._start), self._chars))

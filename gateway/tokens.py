@@ -21,10 +21,12 @@ _DROP_SYMBOLS = str.maketrans("", "", _SYMBOLS)
 _DROP_SPACES = str.maketrans("", "", " \t\n")
 
 
-def estimate_text(text: str) -> int:
+def estimate_text(text: str, length: int | None = None) -> int:
     """Tokens in ``text``: about one per word, more for long words, symbols and non-ASCII characters.
 
-    Calibrated against cl100k on prose (within ~10 %) and code (within ~20 %)."""
+    Calibrated against cl100k on prose (within ~10 %) and code (within ~20 %). Only the first
+    ``SCAN_LIMIT`` characters are read; ``length`` is the whole text's length when ``text`` is only
+    its start (a long stream keeps no more than that)."""
     if not text:
         return 0
     sample = text[:SCAN_LIMIT]
@@ -35,7 +37,7 @@ def estimate_text(text: str) -> int:
     letters = len(sample) - non_ascii - symbols - spaces
     long_words = max(0.0, (letters - 6 * words) / 4)
     tokens = words + long_words + 0.75 * symbols + 0.9 * non_ascii
-    return max(1, round(tokens * len(text) / len(sample)))
+    return max(1, round(tokens * (length or len(text)) / len(sample)))
 
 
 def _content_text(content: Any) -> tuple[str, int]:

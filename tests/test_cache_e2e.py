@@ -169,8 +169,11 @@ def test_embeddings_are_cached(cached: str, fake_upstream: FakeUpstream) -> None
     assert fake_upstream.count("/v1/embeddings") == 1
 
 
-async def burst(urls: list[str], n: int, messages: list[dict[str, str]]) -> list[Any]:
-    clients = [openai.AsyncOpenAI(base_url=u + "/v1", api_key=GATEWAY_KEY, max_retries=0) for u in urls]
+async def burst(urls: list[str], n: int, messages: list[dict[str, str]], **headers: str) -> list[Any]:
+    clients = [
+        openai.AsyncOpenAI(base_url=u + "/v1", api_key=GATEWAY_KEY, max_retries=0, default_headers=headers)
+        for u in urls
+    ]
     calls = [
         clients[i % len(clients)].chat.completions.with_raw_response.create(
             model="gpt-4o-mini", messages=messages
@@ -184,13 +187,57 @@ async def burst(urls: list[str], n: int, messages: list[dict[str, str]]) -> list
             await client.close()
 
 
-def test_singleflight_one_call_for_50(cached: str, fake_upstream: FakeUpstream) -> None:
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_singleflight_one_call_for_50_each_counted_once(
+    store: str, fake_upstream: FakeUpstream, start_gateway: Callable[..., str], redis_url: str
+) -> None:
+    policy = cached_policy(fake_upstream, redis_url)
+    if store == "memory":
+        del policy["store"]
+    url = start_gateway(policy)
     fake_upstream.latency_s = 0.3
-    results = asyncio.run(burst([cached], 50, MESSAGES))
+    before = httpx.get(f"{url}/metrics").text
+    results = asyncio.run(burst([url], 50, MESSAGES))
+    after = httpx.get(f"{url}/metrics").text
     assert fake_upstream.count("/v1/chat/completions") == 1
-    bodies = {r.http_response.content for r in results}
-    assert len(bodies) == 1
-    assert sorted(r.headers["X-Cache"] for r in results).count("HIT") == 49
+    assert len({r.http_response.content for r in results}) == 1
+    headers = [r.headers["X-Cache"] for r in results]
+    assert headers.count("HIT") == 49 and headers.count("MISS") == 1
+    hits = metric(after, "llm_cache_hits_total") - metric(before, "llm_cache_hits_total")
+    misses = metric(after, "llm_cache_misses_total") - metric(before, "llm_cache_misses_total")
+    assert (hits, misses) == (49, 1), "one count per request, the same as its X-Cache"
+    total_hits, total_misses = metric(after, "llm_cache_hits_total"), metric(after, "llm_cache_misses_total")
+    assert metric(after, "llm_cache_hit_rate") == pytest.approx(total_hits / (total_hits + total_misses))
+
+
+def test_huge_max_age_is_answered_and_stored(cached: str, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.latency_s = 0.3
+    huge = {"Cache-Control": "max-age=" + "9" * 400}
+    results = asyncio.run(burst([cached], 10, MESSAGES, **huge))
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert sorted(r.headers["X-Cache"] for r in results) == ["HIT"] * 9 + ["MISS"]
+    assert chat(cached, **huge).headers["X-Cache"] == "HIT"
+    assert fake_upstream.count("/v1/chat/completions") == 1
+
+
+def test_no_cache_does_not_wait_for_an_identical_request(cached: str, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.latency_s = 0.5
+
+    async def both() -> tuple[Any, Any]:
+        async with openai.AsyncOpenAI(base_url=cached + "/v1", api_key=GATEWAY_KEY, max_retries=0) as client:
+            create = client.chat.completions.with_raw_response.create
+            leader = asyncio.create_task(create(model="gpt-4o-mini", messages=MESSAGES))
+            # the leader is at the provider (which counts in its own thread)
+            while fake_upstream.count("/v1/chat/completions") == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            fresh = await create(
+                model="gpt-4o-mini", messages=MESSAGES, extra_headers={"Cache-Control": "no-cache"}
+            )
+            return await leader, fresh
+
+    leader, fresh = asyncio.run(both())
+    assert leader.headers["X-Cache"] == "MISS" and fresh.headers["X-Cache"] == "BYPASS"
+    assert fake_upstream.count("/v1/chat/completions") == 2, "no-cache calls the provider itself"
 
 
 def test_singleflight_across_two_gateways(

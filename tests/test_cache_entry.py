@@ -38,7 +38,7 @@ ANSWER: dict[str, Any] = {
 
 
 def assemble(events: list[bytes], endpoint: str = "chat.completions") -> dict[str, Any] | None:
-    tap = StreamAssembler(endpoint)
+    tap = StreamAssembler(endpoint, max_bytes=1024 * 1024)
     for event in events:
         data = event_data(event.rstrip(b"\n"))
         assert data is not None
@@ -85,3 +85,42 @@ def test_complete_and_entry_encoding() -> None:
     assert not complete("chat.completions", {"error": {"message": "x"}})
     entry = CacheEntry(123.5, orjson.dumps(ANSWER))
     assert CacheEntry.decode(entry.encode()) == entry
+
+
+def _content_chunks(count: int, piece: str) -> list[bytes]:
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": piece}}],
+    }
+    return [orjson.dumps(chunk)] * count
+
+
+def test_assembler_gives_up_past_max_entry_bytes() -> None:
+    tap = StreamAssembler("chat.completions", max_bytes=4096)
+    for data in _content_chunks(500, "0123456789"):  # 5,000 characters: the entry would be too large
+        tap.on_data(data)
+    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    tap.on_data(orjson.dumps(finish))
+    tap.on_data(b"[DONE]")
+    assert tap.answer() is None, "an answer over max_entry_bytes is not stored"
+    small = StreamAssembler("chat.completions", max_bytes=4096)
+    for data in [*_content_chunks(300, "0123456789"), orjson.dumps(finish), b"[DONE]"]:
+        small.on_data(data)
+    answer = small.answer()
+    assert answer is not None and answer["choices"][0]["message"]["content"] == "0123456789" * 300
+
+
+def test_assembler_memory_stays_bounded_on_a_long_stream() -> None:
+    import tracemalloc
+
+    chunks = _content_chunks(1, "x" * 1000)
+    tap = StreamAssembler("chat.completions", max_bytes=64 * 1024)
+    tracemalloc.start()
+    try:
+        for _ in range(20_000):  # 20 MB of content
+            tap.on_data(chunks[0])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024, f"the assembler kept {peak} bytes of a 20 MB stream"

@@ -59,3 +59,26 @@ def test_usage_chunk_is_dropped_only_when_not_asked() -> None:
     assert not hidden.keep(usage) and shown.keep(usage)
     assert hidden.usage is not None and hidden.usage.total == 7
     assert hidden.keep(b'{"choices": [{"delta": {}}], "usage": null}')
+
+
+def test_usage_watcher_memory_does_not_grow_with_the_stream() -> None:
+    import tracemalloc
+
+    import orjson
+
+    from gateway.tokens import estimate_text
+
+    piece = "word " * 200  # 1,000 characters a chunk
+    data = orjson.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]})
+    watcher = UsageWatcher(client_wants_usage=False)
+    tracemalloc.start()
+    try:
+        for _ in range(20_000):  # 20 MB streamed, the provider never reports usage
+            assert watcher.keep(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024, f"the watcher kept {peak} bytes of a 20 MB stream"
+    counted = watcher.usage_or_count(5)
+    assert counted is not None and counted.prompt_tokens == 5
+    assert counted.completion_tokens == estimate_text(piece * 20_000), "the text is still counted"

@@ -47,19 +47,27 @@ def complete(endpoint: str, answer: Any) -> bool:
 
 
 class StreamAssembler:
-    """Rebuilds the non-streamed answer from a relayed stream's chunks (a tap on the SSE relay)."""
+    """Rebuilds the non-streamed answer from a relayed stream's chunks (a tap on the SSE relay).
 
-    def __init__(self, endpoint: str) -> None:
+    It gives up (``broken``) on a malformed or failed stream, and past ``max_bytes`` of collected text:
+    such an answer could not be stored anyway, so a long stream is not held in memory for nothing."""
+
+    def __init__(self, endpoint: str, max_bytes: int) -> None:
         self.endpoint = endpoint
+        self.max_bytes = max_bytes
         self.head: dict[str, Any] = {}
         self.choices: dict[int, dict[str, Any]] = {}
         self.usage: Any = None
         self.done = False
         self.broken = False
+        self._collected = 0
+        """Characters of text collected: never more than the stored answer's bytes."""
 
     def on_data(self, data: bytes) -> None:
         if data == DONE:
             self.done = True
+            return
+        if self.broken:
             return
         try:
             chunk = orjson.loads(data)
@@ -75,20 +83,23 @@ class StreamAssembler:
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
             self._merge(choice)
+        if self._collected > self.max_bytes:
+            self.broken = True
+            self.choices.clear()
 
     def _merge(self, choice: dict[str, Any]) -> None:
         slot = self.choices.setdefault(int(choice.get("index", 0)), {"text": [], "tools": {}, "role": None})
         if choice.get("finish_reason"):
             slot["finish_reason"] = choice["finish_reason"]
         if self.endpoint == "completions":
-            slot["text"].append(choice.get("text") or "")
+            self._collect(slot["text"], choice.get("text") or "")
             return
         delta = choice.get("delta") or {}
         slot["role"] = slot["role"] or delta.get("role")
         if delta.get("content"):
-            slot["text"].append(delta["content"])
+            self._collect(slot["text"], delta["content"])
         if delta.get("refusal"):
-            slot["refusal"] = slot.get("refusal", "") + delta["refusal"]
+            self._collect(slot.setdefault("refusal", []), delta["refusal"])
         for call in delta.get("tool_calls") or ():
             tool = slot["tools"].setdefault(int(call.get("index", 0)), {"arguments": []})
             for key in ("id", "type"):
@@ -97,7 +108,11 @@ class StreamAssembler:
             function = call.get("function") or {}
             if function.get("name"):
                 tool["name"] = function["name"]
-            tool["arguments"].append(function.get("arguments") or "")
+            self._collect(tool["arguments"], function.get("arguments") or "")
+
+    def _collect(self, parts: list[str], text: str) -> None:
+        parts.append(text)
+        self._collected += len(text)
 
     def answer(self) -> dict[str, Any] | None:
         """The assembled answer, or None when the stream did not finish properly."""
@@ -117,7 +132,7 @@ class StreamAssembler:
             return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
         message: dict[str, Any] = {"role": slot["role"] or "assistant", "content": text or None}
         if "refusal" in slot:
-            message["refusal"] = slot["refusal"]
+            message["refusal"] = "".join(slot["refusal"])
         if slot["tools"]:
             message["tool_calls"] = [
                 {

@@ -72,8 +72,8 @@ def terms(
         return None
     ttl, read, max_age = config.ttl_s, "no-cache" not in control, None
     match = _MAX_AGE.search(control)
-    if match:
-        max_age = float(match.group(1))
+    if match:  # a client may ask for fresher answers, not keep entries longer than the policy's TTL
+        max_age = min(float(match.group(1)), config.ttl_s)
         read = read and max_age > 0
         ttl = max_age if max_age > 0 else ttl
     return ttl, read, max_age
@@ -108,42 +108,53 @@ class LLMCache:
         return f"{self.prefix}{plan.scope}:{plan.key}"
 
     async def fetch(self, ctx: RequestContext, plan: Plan) -> CacheEntry | Lease | None:
-        """A stored or just-produced answer, a lease to produce it, or None (store down: bypass)."""
+        """A stored or just-produced answer, a lease to produce it, or None (store down: bypass).
+
+        Counts one hit or one miss per request, the same as its ``X-Cache``; a request that must not
+        read (``no-cache``, ``max-age=0``) neither looks up nor takes an identical request's answer."""
+        if not plan.read:
+            ctx.cache_status = "BYPASS"
+            return self.flights.alone(plan.key)
         try:
-            if plan.read:
-                raw = await self.store.get(self.entry_key(plan))
-                if raw is not None:
-                    entry = CacheEntry.decode(raw)
-                    if plan.max_age_s is None or entry.age <= plan.max_age_s:
-                        self._hit(ctx, entry)
-                        return entry
-                metrics.CACHE_MISSES.labels(ctx.endpoint).inc()
+            raw = await self.store.get(self.entry_key(plan))
+            if raw is not None:
+                entry = CacheEntry.decode(raw)
+                if plan.max_age_s is None or entry.age <= plan.max_age_s:
+                    return self._hit(ctx, entry)
             outcome = await self.flights.join(plan.key, self.entry_key(plan))
         except StoreError as exc:
             self._store_trouble("lookup", exc)
             return None
         if isinstance(outcome, CacheEntry):
-            self._hit(ctx, outcome)
-        else:
-            ctx.cache_status = "MISS" if plan.read else "BYPASS"
+            return self._hit(ctx, outcome)
+        ctx.cache_status = "MISS"
+        metrics.CACHE_MISSES.labels(ctx.endpoint).inc()
         return outcome
 
     async def settle(self, plan: Plan, lease: Lease, status: int, answer: bytes | None) -> None:
-        """Store a complete successful answer and hand it to the requests waiting for it."""
+        """Store a complete successful answer and hand it to the requests waiting for it.
+
+        Whatever goes wrong here (even cancellation), the waiters are woken; a failed write only
+        means the answer is not stored (the cache fails open)."""
         entry = None
-        if status == 200 and answer is not None and len(answer) <= self.config.max_entry_bytes:
-            try:
-                parsed = orjson.loads(answer)
-            except orjson.JSONDecodeError:
-                parsed = None
-            if complete(plan.endpoint, parsed):
-                entry = CacheEntry(time.time(), answer)
-        if entry is not None:
-            try:
+        try:
+            entry = self._entry(plan, status, answer)
+            if entry is not None:
                 await self.store.set(self.entry_key(plan), entry.encode(), ttl_s=plan.ttl_s)
-            except StoreError as exc:
-                self._store_trouble("store", exc)
-        await self.flights.publish(lease, entry)
+        except Exception as exc:  # never fail an answered request over its cache copy
+            self._store_trouble("store", exc)
+        finally:
+            await self.flights.publish(lease, entry)
+
+    def _entry(self, plan: Plan, status: int, answer: bytes | None) -> CacheEntry | None:
+        """The entry for a complete successful answer under ``max_entry_bytes``, else None."""
+        if status != 200 or answer is None or len(answer) > self.config.max_entry_bytes:
+            return None
+        try:
+            parsed = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            return None
+        return CacheEntry(time.time(), answer) if complete(plan.endpoint, parsed) else None
 
     async def clear(self, scope: str | None = None, key: str | None = None) -> int:
         """Admin: drop everything, one scope, or one key (within a scope, or in every scope)."""
@@ -153,7 +164,7 @@ class LLMCache:
             return await self.store.delete_matching(self.prefix, f":{key}")
         return await self.store.delete_matching(self.prefix + (f"{scope}:" if scope else ""))
 
-    def _hit(self, ctx: RequestContext, entry: CacheEntry) -> None:
+    def _hit(self, ctx: RequestContext, entry: CacheEntry) -> CacheEntry:
         ctx.cache_status = "HIT"
         ctx.extra_headers["X-Cache-Age"] = str(int(entry.age))
         metrics.CACHE_HITS.labels(ctx.endpoint).inc()
@@ -164,6 +175,7 @@ class LLMCache:
             cost = self.prices.cost(ctx.model, usage.prompt_tokens, usage.completion_tokens)
             if cost:
                 metrics.CACHE_COST_SAVED.inc(cost)
+        return entry
 
     def _store_trouble(self, operation: str, exc: Exception) -> None:
         metrics.STORE_ERRORS.labels(f"cache_{operation}").inc()

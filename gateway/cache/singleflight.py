@@ -50,7 +50,7 @@ class SingleFlight:
             try:
                 entry = await asyncio.wait_for(asyncio.shield(pending), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                return self._lease(key, lead_alone=True)
+                return self.alone(key)
             if entry is not None:
                 return entry
             # The leader failed: loop, and the first follower to get here takes over.
@@ -60,6 +60,10 @@ class SingleFlight:
         except BaseException:
             self._finish(lease, None)
             raise
+
+    def alone(self, key: str) -> Lease:
+        """A lease nobody waits for and no lock guards (a request that must not share an answer)."""
+        return self._lease(key, lead_alone=True)
 
     def _lease(self, key: str, lead_alone: bool = False) -> Lease:
         future: asyncio.Future[CacheEntry | None] = asyncio.get_running_loop().create_future()
