@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis
 
 from gateway.testing.redis_server import RedisServer
 from gateway.testing.upstream import FakeUpstream
@@ -303,3 +304,22 @@ def test_admin_clear_one_key(cached: str) -> None:
     assert httpx.delete(f"{cached}/admin/cache?key={key}", headers=admin).json()["deleted"] == 1
     assert chat(cached).headers["X-Cache"] == "MISS"
     assert chat(cached, messages=[{"role": "user", "content": "keep me"}]).headers["X-Cache"] == "HIT"
+
+
+def test_a_corrupt_entry_is_a_miss_and_is_replaced(
+    cached: str, fake_upstream: FakeUpstream, redis_url: str
+) -> None:
+    """Bytes under an entry's key that are not an entry (another writer, a partial restore) never fail
+    the request: the lookup misses, the provider answers, and the entry is written anew."""
+    first = chat(cached)
+    store = redis.Redis.from_url(redis_url)
+    (key,) = [k for k in store.keys("*") if b"cache:" in k and b"lock" not in k]
+    store.set(key, b"not an entry")
+    second, third = chat(cached), chat(cached)
+    assert (first.headers["X-Cache"], second.headers["X-Cache"], third.headers["X-Cache"]) == (
+        "MISS",
+        "MISS",
+        "HIT",
+    )
+    assert fake_upstream.count("/v1/chat/completions") == 2
+    store.close()

@@ -27,9 +27,13 @@ class CacheEntry:
         return orjson.dumps({"created": self.created}) + b"\n" + self.body
 
     @classmethod
-    def decode(cls, raw: bytes) -> CacheEntry:
+    def decode(cls, raw: bytes) -> CacheEntry | None:
+        """The stored entry, or None for bytes that are not one (then treated as absent and replaced)."""
         header, _, body = raw.partition(b"\n")
-        return cls(float(orjson.loads(header)["created"]), body)
+        try:
+            return cls(float(orjson.loads(header)["created"]), body)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
 
     @property
     def age(self) -> float:

@@ -117,10 +117,9 @@ class LLMCache:
             return self.flights.alone(plan.key)
         try:
             raw = await self.store.get(self.entry_key(plan))
-            if raw is not None:
-                entry = CacheEntry.decode(raw)
-                if plan.max_age_s is None or entry.age <= plan.max_age_s:
-                    return self._hit(ctx, entry)
+            entry = CacheEntry.decode(raw) if raw is not None else None
+            if entry is not None and (plan.max_age_s is None or entry.age <= plan.max_age_s):
+                return self._hit(ctx, entry)
             outcome = await self.flights.join(plan.key, self.entry_key(plan))
         except StoreError as exc:
             self._store_trouble("lookup", exc)

@@ -82,8 +82,8 @@ class SingleFlight:
                 while time.monotonic() < deadline:
                     await asyncio.sleep(self.poll_s)
                     raw = await self.store.get(entry_key)
-                    if raw is not None:
-                        entry = CacheEntry.decode(raw)
+                    entry = CacheEntry.decode(raw) if raw is not None else None
+                    if entry is not None:
                         self._finish(lease, entry)
                         return entry
                     if await self.store.get(lock) is None:
