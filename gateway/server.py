@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway import admin, metrics
 from gateway.batcher import Batcher
 from gateway.budget import BudgetManager
 from gateway.cache import LLMCache
+from gateway.connection import unreadable_body
 from gateway.errors import GatewayError, from_http_exception
 from gateway.identity import Authenticator, check_admin
 from gateway.ledger import Finished, RequestLedger, recording
@@ -123,6 +125,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         failure = from_http_exception(exc)
         error, response = failure.code, failure.response()
+    except RequestPayloadError as exc:
+        failure = unreadable_body(request, exc)
+        error, response = failure.code, failure.response()
+        response.force_close()
     except asyncio.CancelledError:
         _record(request, 499, started)
         raise
