@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -49,12 +49,12 @@ async def start(fake_upstream: FakeUpstream) -> AsyncIterator[Start]:
 
 
 @pytest.fixture
-def events(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[list[dict[str, Any]]]:
+def events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     """The events logged while the test runs after the gateway's start, whatever an earlier test
     configured (cached loggers ignore capture)."""
     with capture_logs() as captured:
         monkeypatch.setattr(connection, "log", structlog.get_logger("gateway.connection"))
-        yield captured  # type: ignore[misc]
+        yield captured
 
 
 def logged(events: list[dict[str, Any]]) -> list[str]:
@@ -166,8 +166,8 @@ async def test_a_slow_request_head_is_answered_408_and_closed(
 async def test_many_slow_clients_are_all_dropped(start: Start) -> None:
     port = await start(header_timeout_s=0.3)
     half = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
-    closed = await asyncio.gather(*(until_closed(port, half) for _ in range(100)))
-    assert len(closed) == 100
+    answers = await asyncio.gather(*(until_closed(port, half) for _ in range(100)))  # each one closed
+    assert all(raw == b"" or raw.startswith(b"HTTP/1.1 408 ") for raw in answers)
 
 
 async def test_the_head_deadline_does_not_cut_a_slow_body_or_answer(
