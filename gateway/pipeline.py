@@ -38,6 +38,7 @@ log = get_logger("gateway.pipeline")
 CTX = web.RequestKey("ctx", RequestContext)
 REQUEST_ID = web.RequestKey("request_id", str)
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_NO_CONTROL = dict.fromkeys([*range(0x20), 0x7F])
 _PASSTHROUGH_HEADERS = ("Content-Type", "Accept", "OpenAI-Beta", "OpenAI-Organization", "OpenAI-Project")
 
 
@@ -245,14 +246,16 @@ class Pipeline:
 
 
 def response_headers(ctx: RequestContext) -> dict[str, str]:
-    """The gateway's own answer headers (the contract in the README)."""
-    return {
+    """The gateway's own answer headers (the contract in the README), with any control character
+    dropped: one in an echoed value would break the response head."""
+    headers = {
         "X-Request-Id": ctx.request_id,
         "X-Gateway-Model": ctx.model,
         "X-Gateway-Route-Reason": ctx.route_reason,
         "X-Cache": ctx.cache_status,
         **ctx.extra_headers,
     }
+    return {name: value.translate(_NO_CONTROL) for name, value in headers.items()}
 
 
 def _reply_headers(reply: UpstreamReply) -> dict[str, str]:

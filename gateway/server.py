@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway import admin, metrics
 from gateway.batcher import Batcher
 from gateway.budget import BudgetManager
 from gateway.cache import LLMCache
+from gateway.connection import unreadable_body
 from gateway.errors import GatewayError, from_http_exception
 from gateway.identity import Authenticator, check_admin
 from gateway.ledger import Finished, RequestLedger, recording
@@ -35,6 +38,7 @@ POLICY = web.AppKey("policy", Policy)
 STORE = web.AppKey("store", Store)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 LEDGER = web.AppKey("ledger", RequestLedger)
+_TOKEN = re.compile(r"[!-~]{1,128}")
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -111,7 +115,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turns every failure into an OpenAI-shaped error and records one metric sample, log line and
     ledger record."""
     started = time.perf_counter()
-    request[REQUEST_ID] = request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
+    request[REQUEST_ID] = _request_id(request.headers.get("X-Request-Id", ""))
     metrics.IN_FLIGHT.inc()
     error = None
     try:
@@ -121,6 +125,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         failure = from_http_exception(exc)
         error, response = failure.code, failure.response()
+    except RequestPayloadError as exc:
+        failure = unreadable_body(request, exc)
+        error, response = failure.code, failure.response()
+        response.force_close()
     except asyncio.CancelledError:
         _record(request, 499, started)
         raise
@@ -137,6 +145,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             response.headers.setdefault(name, value)  # errors too (e.g. X-Budget-Remaining-Tokens)
     _record(request, response.status, started, error)
     return response
+
+
+def _request_id(given: str) -> str:
+    """The client's id when it is a short printable-ASCII token (safe to echo in a header and to log),
+    else a new one."""
+    return given if _TOKEN.fullmatch(given) else uuid.uuid4().hex
 
 
 def _record(request: web.Request, status: int, started: float, error: str | None = None) -> None:

@@ -6,6 +6,7 @@ every other field is relayed untouched so new OpenAI parameters keep working.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -15,6 +16,10 @@ from gateway.errors import InvalidRequest
 CHAT = "chat.completions"
 COMPLETIONS = "completions"
 EMBEDDINGS = "embeddings"
+MAX_DEPTH = 128
+"""Deepest nesting of arrays and objects a body may have: far beyond any real request (a tool's JSON
+schema is a few dozen levels), well inside what the stages after parsing can serialise or walk."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
@@ -27,7 +32,20 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if not _fits(body, MAX_DEPTH):
+        raise InvalidRequest(
+            f"The request body nests arrays and objects more than {MAX_DEPTH} levels deep.",
+            code="invalid_json",
+        )
     return body
+
+
+def _fits(node: dict[str, Any] | list[Any], room: int) -> bool:
+    """Whether ``node`` and what it contains span at most ``room`` levels (the recursion stops there)."""
+    for child in node.values() if type(node) is dict else node:
+        if (type(child) is dict or type(child) is list) and (room == 1 or not _fits(child, room - 1)):
+            return False
+    return True
 
 
 def validate(endpoint: str, body: dict[str, Any]) -> None:
@@ -36,6 +54,8 @@ def validate(endpoint: str, body: dict[str, Any]) -> None:
         raise _field(
             "model", "you must provide a model name (a non-empty string)", missing="model" not in body
         )
+    if _CONTROL.search(model):
+        raise _field("model", "a model name cannot contain control characters")
     _optional(body, "stream", bool, "a boolean")
     if endpoint == CHAT:
         messages = body.get("messages")
@@ -60,6 +80,8 @@ def validate(endpoint: str, body: dict[str, Any]) -> None:
         data = body.get("input")
         if not isinstance(data, (str, list)) or not data:
             raise _field("input", "must be a non-empty string or array", missing="input" not in body)
+        if body.get("stream"):
+            raise _field("stream", "embeddings are not streamed; omit it or set it to false")
 
 
 def _optional(body: dict[str, Any], name: str, kind: type, described: str) -> None:

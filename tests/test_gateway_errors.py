@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
+from gateway.admin.budgets import MAX_ADJUST
+from gateway.context import RequestContext
+from gateway.pipeline import response_headers
 from gateway.testing.upstream import FakeUpstream
-from tests.conftest import GATEWAY_KEY, PROVIDER_KEY, base_policy
+from gateway.validation import MAX_DEPTH
+from tests.conftest import ADMIN_KEY, GATEWAY_KEY, PROVIDER_KEY, base_policy
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 GOOD = {"model": "gpt-4o-mini", "messages": MESSAGES}
@@ -36,6 +42,13 @@ def assert_openai_error(response: httpx.Response, status: int) -> dict[str, Any]
         (b"", AUTH, 400, None),
         (b'{"messages": [{"role": "user", "content": "x"}]}', AUTH, 400, "model"),
         (b'{"model": 5, "messages": []}', AUTH, 400, "model"),
+        (b'{"model": "gpt-4o-mini\\r\\nX-Evil: 1", "messages": [{"role": "user"}]}', AUTH, 400, "model"),
+        (
+            b'{"model": "gpt-4o-mini\\u0000", "messages": [{"role": "user"}], "stream": true}',
+            AUTH,
+            400,
+            "model",
+        ),
         (b'{"model": "gpt-4o-mini", "messages": []}', AUTH, 400, "messages"),
         (b'{"model": "gpt-4o-mini", "messages": "hi"}', AUTH, 400, "messages"),
         (b'{"model": "gpt-4o-mini", "messages": [5]}', AUTH, 400, "messages[0]"),
@@ -95,6 +108,84 @@ def test_embeddings_and_completions_validate(gateway: str) -> None:
     ):
         response = httpx.post(f"{gateway}/v1/{path}", json=body, headers=AUTH)
         assert assert_openai_error(response, 400)["param"] in ("input", "prompt")
+
+
+def test_embeddings_are_not_streamed(gateway: str) -> None:
+    body = {"model": "text-embedding-3-small", "input": "hi", "stream": True}
+    response = httpx.post(f"{gateway}/v1/embeddings", json=body, headers=AUTH)
+    assert assert_openai_error(response, 400)["param"] == "stream"
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """A chat body whose deepest container lies ``depth`` levels down (the body itself is level 1)."""
+    return {**GOOD, "metadata": orjson.loads(b"[" * (depth - 1) + b"]" * (depth - 1))}
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 300, 1000])
+def test_too_deep_bodies_are_400(
+    fake_upstream: FakeUpstream, start_gateway: Callable[..., str], depth: int
+) -> None:
+    gateway = start_gateway(base_policy(fake_upstream.url, cache={"enabled": True}))
+    raw = orjson.dumps(nested(min(depth, 200)))  # orjson writes at most 254 levels: splice the rest in
+    raw = raw.replace(b"[]", b"[" * (depth - 200) + b"]" * (depth - 200)) if depth > 200 else raw
+    response = httpx.post(f"{gateway}/v1/chat/completions", content=raw, headers=AUTH)
+    error = assert_openai_error(response, 400)
+    assert error["code"] == "invalid_json" and str(MAX_DEPTH) in error["message"]
+    assert not fake_upstream.requests
+
+
+def test_deepest_allowed_body_is_served(
+    fake_upstream: FakeUpstream, start_gateway: Callable[..., str]
+) -> None:
+    gateway = start_gateway(base_policy(fake_upstream.url, cache={"enabled": True}))
+    for _ in range(2):  # a miss (the cache key, the provider call, the store), then a hit
+        response = httpx.post(f"{gateway}/v1/chat/completions", json=nested(MAX_DEPTH), headers=AUTH)
+        assert response.status_code == 200, response.text
+    assert response.headers["X-Cache"] == "HIT"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [b"\xff\xfe-not-utf-8", b"a" * 129, b"two words", "caf\u00e9".encode()],
+)
+def test_unsafe_request_ids_are_replaced(gateway: str, given: bytes) -> None:
+    response = httpx.post(
+        f"{gateway}/v1/chat/completions", json=GOOD, headers={**AUTH, "X-Request-Id": given}
+    )
+    assert response.status_code == 200, response.text
+    echoed = response.headers["X-Request-Id"]
+    assert echoed.encode() != given and re.fullmatch(r"[0-9a-f]{32}", echoed)
+
+
+def test_a_clean_request_id_is_kept(gateway: str) -> None:
+    given = "run-42/step:7@agent=a.b_c"
+    response = httpx.post(
+        f"{gateway}/v1/chat/completions", json=GOOD, headers={**AUTH, "X-Request-Id": given}
+    )
+    assert response.status_code == 200 and response.headers["X-Request-Id"] == given
+
+
+def test_echoed_headers_never_carry_control_characters() -> None:
+    ctx = RequestContext(request_id="r\r\n1", endpoint="chat.completions", agent="a", team="t")
+    ctx.model, ctx.route_reason = "gpt-4o-mini\r\nSet-Cookie: x=1", "requested\x00"
+    ctx.extra_headers["X-Cache-Age"] = "5\x7f"
+    headers = response_headers(ctx)
+    assert headers["X-Gateway-Model"] == "gpt-4o-miniSet-Cookie: x=1"
+    assert not any(re.search(r"[\x00-\x1f\x7f]", value) for value in headers.values())
+
+
+@pytest.mark.parametrize("tokens", [10**17, -(10**17), MAX_ADJUST + 1])
+def test_budget_adjustments_are_bounded(
+    fake_upstream: FakeUpstream, start_gateway: Callable[..., str], redis_url: str, tokens: int
+) -> None:
+    sprint = {"id": "s1", "total_tokens": 1000, "agents": ["agent-1"]}
+    policy = base_policy(fake_upstream.url, budgets={"sprints": [sprint]}, store={"url": redis_url})
+    gateway = start_gateway(policy)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    response = httpx.post(f"{gateway}/admin/budgets/s1/adjust", json={"tokens": tokens}, headers=admin)
+    assert assert_openai_error(response, 400)["param"] == "tokens"
+    allowed = httpx.post(f"{gateway}/admin/budgets/s1/adjust", json={"tokens": MAX_ADJUST}, headers=admin)
+    assert allowed.status_code == 200 and allowed.json()["sprint"]["adjustment"] == MAX_ADJUST
 
 
 def test_huge_body_is_413(fake_upstream: FakeUpstream, start_gateway: Callable[..., str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -160,6 +161,35 @@ def test_logs_one_json_line_per_request_without_secrets(
     assert [r["status"] for r in requests if r["status"] != 200] == [401]
     for secret in (PROVIDER_KEY, GATEWAY_KEY, "sk-wrong-key-123456", ADMIN_KEY):
         assert secret not in text
+
+
+def test_the_served_gateway_answers_bad_and_slow_http_with_json(
+    serve: Callable[..., tuple[subprocess.Popen[str], str]], policy_file: Callable[..., Path]
+) -> None:
+    """What the worker serves (not only the app): a malformed request and a client that never finishes
+    its request head each get a JSON error and one log line; ordinary requests are unaffected."""
+    proc, url = serve(policy_file(server={"header_timeout_s": 0.5}))
+    port = int(url.rsplit(":", 1)[1])
+
+    def exchange(data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(data)
+            received = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                received += chunk
+            return received
+
+    bad = exchange(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Bad: \x01\r\n\r\n")
+    slow = exchange(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n")
+    assert bad.startswith(b"HTTP/1.0 400") and b'"code":"invalid_http"' in bad
+    assert slow.startswith(b"HTTP/1.1 408") and b'"code":"request_timeout"' in slow
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    text = Path(proc.log_path).read_text()  # type: ignore[attr-defined]
+    assert "Traceback" not in text
+    events = [json.loads(line)["event"] for line in text.splitlines()]  # every line is JSON
+    assert events.count("bad_http_request") == 1 and events.count("header_timeout") == 1
 
 
 def test_workers_share_metrics_through_redis_policy(

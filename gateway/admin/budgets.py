@@ -21,6 +21,9 @@ from gateway.server import PIPELINE, POLICY
 from gateway.store import StoreError
 
 T = TypeVar("T")
+MAX_ADJUST = 10**15
+"""Largest change one call makes: beyond any real budget, and well inside the integers the store's Lua
+scripts count exactly (doubles, 2**53)."""
 
 
 def routes(app: web.Application) -> list[web.RouteDef]:
@@ -56,8 +59,11 @@ async def adjust_budget(request: web.Request) -> web.Response:
     manager, period = _running(request)
     body = await _body(request)
     tokens = body.get("tokens")
-    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens == 0:
-        raise InvalidRequest("tokens must be a non-zero integer (negative lowers the limit).", param="tokens")
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens == 0 or abs(tokens) > MAX_ADJUST:
+        raise InvalidRequest(
+            f"tokens must be a non-zero integer within ±{MAX_ADJUST:,} (negative lowers the limit).",
+            param="tokens",
+        )
     await _guarded(manager.ledger.adjust(period.bucket, _agent(body), tokens, period.expire_at(RETAIN_S)))
     return await _view(manager, period)
 

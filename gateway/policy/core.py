@@ -20,6 +20,11 @@ class ServerConfig(Section):
     workers: int = Field(1, ge=1, le=256)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     drain_timeout_s: float = Field(30.0, ge=0)
+    header_timeout_s: float = Field(10.0, gt=0)
+    """A client must send a whole request head within this long of connecting (on a kept-alive connection:
+    of its first byte), else it gets 408 and is disconnected, so slow clients cannot hold connections."""
+    keepalive_timeout_s: float = Field(75.0, gt=0)
+    """An idle kept-alive connection closes after this long (keep it above a load balancer's idle timeout)."""
     admin_key: str = ""
 
 
