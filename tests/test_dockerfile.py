@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -165,7 +164,7 @@ def read_lock(path: Path) -> dict[str, Pin]:
 
 
 def image_requirements(extras: tuple[str, ...]) -> list[Requirement]:
-    """pyproject's runtime dependencies (plus ``extras``) that apply inside the image (Linux, CPython 3.12)."""
+    """pyproject's runtime dependencies (plus ``extras``) that apply in the image (Linux, CPython 3.12)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines = list(project["dependencies"])
     for extra in extras:
@@ -180,7 +179,8 @@ def test_every_lock_pins_every_package_with_hashes_and_matches_pyproject(lock: s
     """Each lock holds every runtime dependency of pyproject at a version its specifier allows, every
     entry is an exact pin with sha256 hashes, and nothing in it is left over from an older pyproject."""
     path = ROOT / lock
-    extras = () if lock == "requirements.lock" else (lock.removeprefix("requirements-").removesuffix(".lock"),)
+    extra = lock.removeprefix("requirements").removeprefix("-").removesuffix(".lock")
+    extras = (extra,) if extra else ()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert set(extras) <= project["optional-dependencies"].keys(), f"{lock} names no extra of pyproject"
     pins = read_lock(path)
