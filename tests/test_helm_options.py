@@ -480,3 +480,45 @@ def test_helm_test_asks_the_services_readyz_and_fails_when_it_cannot(gateway: st
 
     assert run(f"{gateway}/readyz") == 0
     assert run(f"http://127.0.0.1:{free_port()}/readyz") != 0
+
+
+# --- The chart's README ----------------------------------------------------------------------------
+
+
+def test_the_chart_readme_is_generated_from_the_current_values() -> None:
+    result = subprocess.run(
+        [sys.executable, str(CHART.parent / "generate.py"), "readme", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout
+    text = (CHART / "README.md").read_text()
+    for key, description in (
+        ("autoscaler.mode", "keda"),
+        ("redisServer", "appendfsync everysec"),
+        ("redisServer", "production brings its own Redis"),
+        ("alerts.cacheHitRate", "minLookupsPerSecond"),
+        ("metrics.prometheusRule.selector", "plain scrape config"),
+    ):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{key}` |"))
+        assert description in row, (key, row)
+
+
+def test_every_value_has_a_row_in_the_chart_readme() -> None:
+    sys.path.insert(0, str(CHART.parent))
+    try:
+        from generate import value_rows  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    documented = {key for key, _, _ in value_rows((CHART / "values.yaml").read_text())}
+
+    def leaves(node: Any, prefix: str) -> list[str]:
+        if isinstance(node, dict) and node and prefix != "policy":
+            return [k for name, child in node.items() for k in leaves(child, f"{prefix}.{name}".lstrip("."))]
+        return [prefix]
+
+    for key in leaves(values, ""):
+        covered = any(key == d or key.startswith(d + ".") for d in documented)
+        assert covered, f"{key} has no row in the chart README"
