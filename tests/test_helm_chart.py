@@ -650,6 +650,8 @@ def test_every_queried_metric_is_exported_and_every_probe_answers(
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+    for text in (gateway_text, autoscaler_text):  # no _created series from either process
+        assert not [line for line in text.splitlines() if "_created" in line.split("{")[0]]
     exported = {
         "gateway": exported_metrics(gateway_text),
         "autoscaler": exported_metrics(autoscaler_text),
