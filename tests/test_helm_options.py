@@ -35,8 +35,13 @@ from tests.chart_helpers import (
 
 KUBE_VERSION = "1.35.0"
 SCALED_OBJECT = crd_validator("keda-scaledobject-v1alpha1.json")
+TRIGGER_AUTHENTICATION = crd_validator("keda-triggerauthentication-v1alpha1.json")
 HTTP_ROUTE = crd_validator("gateway-api-httproute-v1.json")
-CRD = {"ScaledObject": SCALED_OBJECT, "HTTPRoute": HTTP_ROUTE}
+CRD = {
+    "ScaledObject": SCALED_OBJECT,
+    "TriggerAuthentication": TRIGGER_AUTHENTICATION,
+    "HTTPRoute": HTTP_ROUTE,
+}
 TARGETS = [
     {"name": "coders", "deployment": "coder-agents", "streams": ["tasks:stream", "urgent:stream"]},
     {"name": "qa", "deployment": "qa-agents", "namespace": "qa", "streams": ["qa:stream"], "group": "qa"},
@@ -133,7 +138,7 @@ def test_every_option_lints_and_is_valid_kubernetes(
     for obj in rendered[variant]:
         if obj["kind"] in CRD:
             CRD[obj["kind"]](obj)
-        elif obj["kind"] != "TriggerAuthentication":  # checked field by field in the KEDA test
+        else:
             kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
         assert obj["metadata"]["namespace"], obj["metadata"]["name"]
 
