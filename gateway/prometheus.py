@@ -4,6 +4,10 @@ With ``--workers N`` each worker is its own process; prometheus-client's multipr
 ``PROMETHEUS_MULTIPROC_DIR``, set by the CLI before any metric is created) lets whichever worker is
 scraped report the sum over all of them. Ratios such as the cache hit rate cannot be summed, so they are
 derived at scrape time from the summed counters (``derive``).
+
+Counters and histograms carry no ``_created`` series: they double the series count, Prometheus ignores
+them for ``rate()``, and multiprocess mode cannot produce them anyway, so a scrape looks the same with
+one worker or many.
 """
 
 from __future__ import annotations
@@ -11,8 +15,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.metrics_core import Metric
+
+disable_created_metrics()  # read when samples are collected, so it covers metrics defined before this
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 Derive = Callable[[list[Metric]], Iterable[Metric]]

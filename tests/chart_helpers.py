@@ -3,11 +3,14 @@ metric names out of PromQL, and read exported metric names out of a Prometheus e
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -161,3 +164,41 @@ def exported_metrics(exposition: str) -> dict[str, set[str]]:
         for sample in family.samples:
             names.setdefault(sample.name, set()).update(sample.labels)
     return names
+
+
+# --- CRD schemas -----------------------------------------------------------------------------------
+
+SCHEMAS = ROOT / "tests" / "schemas"
+
+
+def _strict(node: Any) -> Any:
+    """An ``openAPIV3Schema`` node as a JSON schema that rejects what the API server would prune."""
+    if isinstance(node, list):
+        return [_strict(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _strict(value) for key, value in node.items() if not key.startswith("x-kubernetes-")}
+    if node.get("x-kubernetes-int-or-string"):
+        out["type"] = ["integer", "string"]
+    if (
+        node.get("type") == "object"
+        and "properties" in node
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def crd_validator(file: str) -> Callable[[dict[str, Any]], None]:
+    """Validate an object of a vendored CRD (tests/schemas/README.md): its apiVersion and kind, then its
+    whole body against the CRD's schema; raises ``jsonschema.ValidationError``."""
+    crd = json.loads((SCHEMAS / file).read_text())
+    validator = jsonschema.Draft7Validator(_strict(crd["openAPIV3Schema"]))
+
+    def validate(obj: dict[str, Any]) -> None:
+        assert obj["apiVersion"] == f"{crd['group']}/{crd['version']}", obj["apiVersion"]
+        assert obj["kind"] == crd["kind"], obj["kind"]
+        validator.validate(obj)
+
+    return validate

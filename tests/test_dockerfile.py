@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from gateway.testing.redis_server import free_port
 
@@ -103,50 +105,125 @@ def test_a_multi_stage_build_on_a_slim_python(stages: list[Stage]) -> None:
 
 def test_the_builder_makes_the_wheel_and_the_final_stage_installs_only_wheels(stages: list[Stage]) -> None:
     builder, final = stages[0], stages[-1]
-    assert pip_args(pip_run(builder, "pip wheel"), extras="") == ["wheel", "--wheel-dir", "/wheels", "."]
+    assert any(re.search(r"pip wheel --no-deps --wheel-dir /wheels \.$", r) for r in builder.all("RUN"))
     copied = {w for args in builder.all("COPY") for w in args.split()[:-1]}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     data_files = {f for files in project["tool"]["setuptools"]["data-files"].values() for f in files}
     readme = project["project"]["readme"]
     assert {"pyproject.toml", readme, "gateway", *data_files} <= copied  # everything the wheel build reads
-    install = pip_run(final, "pip install")
-    assert pip_args(install, extras="") == ["install", "--no-index", "--find-links=/wheels", "llm-gateway"]
-    from_builder = f"from={builder.name}" in install or any(
-        f"--from={builder.name}" in c and "/wheels" in c for c in final.all("COPY")
-    )
-    assert from_builder, "the final stage must install the wheels built by the builder"
+    installs = [r for r in final.all("RUN") if "pip install" in r]
+    assert len(installs) == 2
+    locked, own = installs
+    # Dependencies: exactly the lock file's pins, each file checked against its hash, wheels only.
+    assert {"--require-hashes", "--only-binary=:all:", "--no-deps"} <= set(locked.split())
+    assert re.search(r'-r "?/locks/requirements\$\{EXTRAS:\+-\$\{EXTRAS\}\}\.lock"?', locked), locked
+    for lock in lock_files():
+        assert f"source={lock.name},target=/locks/{lock.name}" in locked, lock.name
+    # The project itself: the builder's wheel, nothing fetched.
+    assert "--no-index" in own and "--no-deps" in own and "/wheels/llm_gateway-*.whl" in own
+    assert f"from={builder.name}" in own, "the final stage must install the wheel built by the builder"
     assert "COPY . " not in " ".join(f"COPY {c}" for c in final.all("COPY"))  # no source tree
 
 
-def pip_run(stage: Stage, command: str) -> str:
-    runs = [r for r in stage.all("RUN") if command in r]
-    assert len(runs) == 1, runs
-    return runs[0]
+def lock_files() -> list[Path]:
+    return sorted(ROOT.glob("requirements*.lock"))
 
 
-def pip_args(run: str, extras: str) -> list[str]:
-    """The arguments pip gets from a ``RUN python -m pip ...`` line, as the build's shell expands them
-    with the ``EXTRAS`` build argument (Docker passes build arguments to RUN as environment variables)."""
-    command = re.sub(r"^(--\S+\s+)+", "", run)  # RUN's own flags (--mount=...)
-    assert command.startswith("python -m pip "), run
-    script = f'python() {{ shift 2; printf "%s\\n" "$@"; }}; {command}'
-    env = {"PATH": os.environ["PATH"], "EXTRAS": extras}
-    return subprocess.run(
-        ["sh", "-c", script], env=env, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
+@dataclass
+class Pin:
+    version: str
+    marker: str
+    hashes: list[str]
+    via: set[str]
 
 
-def test_the_extras_build_argument_adds_a_package_extra_to_both_stages(stages: list[Stage]) -> None:
-    global_args, _ = parse((ROOT / "Dockerfile").read_text())
-    assert global_args["EXTRAS"].strip("\"'") == ""  # the default image has no extra
-    builder, final = stages[0], stages[-1]
-    for stage in (builder, final):  # a global ARG is visible in a stage only when declared there
-        assert "EXTRAS" in {a.partition("=")[0] for a in stage.all("ARG")}, stage.name
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert "litellm" in extras
-    wheel, install = pip_run(builder, "pip wheel"), pip_run(final, "pip install")
-    assert pip_args(wheel, extras="litellm")[-1] == ".[litellm]"  # its wheels are built...
-    assert pip_args(install, extras="litellm")[-1] == "llm-gateway[litellm]"  # ...and installed
+def read_lock(path: Path) -> dict[str, Pin]:
+    """``name: Pin`` for every requirement of a ``--generate-hashes`` lock file (uv or pip-compile)."""
+    pins: dict[str, Pin] = {}
+    current: Pin | None = None
+    via_block = False
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if line and not line[0].isspace() and not line.startswith("#"):
+            requirement = Requirement(line.rstrip(" \\"))
+            specs = list(requirement.specifier)
+            assert len(specs) == 1 and specs[0].operator == "==", f"{path.name}: {line} is not pinned"
+            current = Pin(specs[0].version, str(requirement.marker or ""), [], set())
+            pins[canonicalize_name(requirement.name)] = current
+            via_block = False
+        elif current and stripped.startswith("--hash="):
+            current.hashes.append(stripped.removeprefix("--hash=").rstrip(" \\"))
+        elif current and stripped.startswith("# via"):
+            rest = stripped.removeprefix("# via").strip()
+            via_block = not rest
+            if rest:
+                current.via.add(rest)
+        elif current and via_block and stripped.startswith("#   "):
+            current.via.add(stripped.removeprefix("#").strip())
+    return pins
+
+
+def image_requirements(extras: tuple[str, ...]) -> list[Requirement]:
+    """pyproject's runtime dependencies (plus ``extras``) that apply in the image (Linux, CPython 3.12)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = list(project["dependencies"])
+    for extra in extras:
+        lines += project["optional-dependencies"][extra]
+    env = {"sys_platform": "linux", "platform_system": "Linux", "python_version": "3.12", "extra": ""}
+    requirements = [Requirement(line) for line in lines]
+    return [r for r in requirements if r.marker is None or r.marker.evaluate(env)]
+
+
+@pytest.mark.parametrize("lock", [p.name for p in lock_files()])
+def test_every_lock_pins_every_package_with_hashes_and_matches_pyproject(lock: str) -> None:
+    """Each lock holds every runtime dependency of pyproject at a version its specifier allows, every
+    entry is an exact pin with sha256 hashes, and nothing in it is left over from an older pyproject."""
+    path = ROOT / lock
+    extra = lock.removeprefix("requirements").removeprefix("-").removesuffix(".lock")
+    extras = (extra,) if extra else ()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert set(extras) <= project["optional-dependencies"].keys(), f"{lock} names no extra of pyproject"
+    pins = read_lock(path)
+    assert pins
+    for name, pin in pins.items():
+        assert pin.hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in pin.hashes), name
+    for requirement in image_requirements(extras):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{lock} lacks {requirement}: regenerate it (see its header)"
+        assert requirement.specifier.contains(pins[name].version, prereleases=True), (
+            f"{lock} pins {name}=={pins[name].version}, outside pyproject's {requirement}"
+        )
+    # Every entry is needed: by pyproject itself or by another locked package (uv's "# via" notes).
+    roots = {"llm-gateway (pyproject.toml)"}
+    for name, pin in pins.items():
+        parents = {canonicalize_name(p.split(" ")[0]) for p in pin.via - roots}
+        assert pin.via & roots or parents & pins.keys(), f"{lock}: nothing needs {name} any more"
+    header = path.read_text().splitlines()[:2]
+    assert "--generate-hashes" in header[1] and f"-o {lock}" in header[1]  # how to regenerate it
+
+
+def test_the_litellm_lock_pins_the_vetted_release() -> None:
+    pins = read_lock(ROOT / "requirements-litellm.lock")
+    assert pins["litellm"].version == "1.81.0"
+    assert "litellm" not in read_lock(ROOT / "requirements.lock")
+
+
+def test_oci_labels_name_the_image_and_its_version(stages: list[Stage]) -> None:
+    final = stages[-1]
+    labels: dict[str, str] = {}
+    for args in final.all("LABEL"):
+        for word in shlex.split(args):
+            key, _, value = word.partition("=")
+            labels[key] = value
+    for key in ("title", "description", "version", "revision", "created", "base.name"):
+        assert f"org.opencontainers.image.{key}" in labels, key
+    assert labels["org.opencontainers.image.title"] == "llm-gateway"
+    assert labels["org.opencontainers.image.version"] == "${VERSION}"
+    assert labels["org.opencontainers.image.revision"] == "${REVISION}"
+    stage_args = dict(a.partition("=")[::2] for a in final.all("ARG"))
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert stage_args["VERSION"] == version  # the default build labels the project's own version
+    assert {"REVISION", "CREATED", "EXTRAS"} <= stage_args.keys()
 
 
 def test_no_compilers_or_build_tools_in_the_final_image(stages: list[Stage]) -> None:
@@ -235,7 +312,11 @@ def test_the_build_context_holds_only_what_the_image_needs(stages: list[Stage]) 
             for source in [w for w in args.split() if not w.startswith("--")][:-1]:
                 assert (ROOT / source).exists(), source
                 assert not ignored(patterns, source), f"{source} is copied but excluded by .dockerignore"
-    for kept in ("gateway/cli.py", "gateway/autoscaler/runner.py", "pyproject.toml", "README.md"):
+        for run in stage.all("RUN"):
+            for mount in re.findall(r"--mount=type=bind,source=([^,\s]+)", run):
+                assert (ROOT / mount).exists(), mount
+                assert not ignored(patterns, mount), f"{mount} is mounted but excluded by .dockerignore"
+    for kept in ("gateway/cli.py", "gateway/autoscaler/runner.py", "pyproject.toml", "requirements.lock"):
         assert not ignored(patterns, kept), kept
     for dropped in (
         ".git/config",

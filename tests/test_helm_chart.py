@@ -154,9 +154,8 @@ def test_the_default_objects(rendered: dict[str, list[dict[str, Any]]]) -> None:
             "ConfigMap",
             "ConfigMap",
             "Deployment",
+            "Pod",  # the `helm test` hook
             "PodDisruptionBudget",
-            "Role",
-            "RoleBinding",
             "Service",
             "ServiceAccount",
         ]
@@ -217,7 +216,7 @@ def test_rbac_grants_only_get_and_patch_on_the_targets_scale(
     autoscaler = values.get("autoscaler", {})
     expected: dict[str, set[str]] = {}
     if autoscaler.get("enabled", True):
-        for target in autoscaler.get("targets", [{"deployment": "agents"}]):
+        for target in autoscaler.get("targets", []):
             if not target.get("dryRun"):
                 namespace = target.get("namespace") or NAMESPACE
                 expected.setdefault(namespace, set()).add(target["deployment"])
@@ -290,7 +289,8 @@ def test_containers_are_locked_down_with_probes_and_resources(
         assert context["capabilities"] == {"drop": ["ALL"]}
         assert {"requests", "limits"} <= container["resources"].keys()
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        for kind in ("livenessProbe", "readinessProbe"):
+        kinds = ("startupProbe", "livenessProbe", "readinessProbe")
+        for kind in kinds if container["name"] == "gateway" else kinds[1:]:
             probe = container[kind]["httpGet"]
             assert probe["port"] in ports and probe["path"].startswith("/")
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
@@ -429,7 +429,9 @@ def test_credentials_come_only_from_secret_references(rendered: dict[str, list[d
 def test_notes_tell_agents_where_to_point() -> None:
     text = notes()
     assert f"OPENAI_BASE_URL=http://{FULLNAME}.{NAMESPACE}.svc:8080/v1" in text
-    assert "deployment agents/agents on tasks:stream" in text
+    assert "dry-run" in text and "autoscaler.targets" in text  # no target yet: nothing is scaled
+    listed = notes({"autoscaler": {"targets": TARGETS}})
+    assert "deployment agents/coder-agents on tasks:stream" in listed and "dry-run" in listed
 
 
 # --- Alerts ----------------------------------------------------------------------------------------
@@ -648,6 +650,8 @@ def test_every_queried_metric_is_exported_and_every_probe_answers(
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+    for text in (gateway_text, autoscaler_text):  # no _created series from either process
+        assert not [line for line in text.splitlines() if "_created" in line.split("{")[0]]
     exported = {
         "gateway": exported_metrics(gateway_text),
         "autoscaler": exported_metrics(autoscaler_text),

@@ -40,9 +40,37 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* Selector matching this release's gateway metrics, for the alert expressions. */}}
+{{/*
+Label matchers of this release's series in the alert expressions: metrics.prometheusRule.selector if set,
+else the namespace and job a ServiceMonitor gives them, else none (a plain scrape config).
+*/}}
 {{- define "llm-gateway.promSelector" -}}
+{{- $rule := .Values.metrics.prometheusRule }}
+{{- if $rule.selector }}
+{{- $rule.selector }}
+{{- else if .Values.metrics.serviceMonitor.enabled }}
 {{- printf "namespace=%q, job=%q" .Release.Namespace (include "llm-gateway.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* A series selector: (list metric selector extra-matchers...) -> metric{matchers} (no braces when empty). */}}
+{{- define "llm-gateway.series" -}}
+{{- $matchers := compact (rest . ) }}
+{{- if $matchers }}
+{{- printf "%s{%s}" (first .) (join ", " $matchers) }}
+{{- else }}
+{{- first . }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the autoscaler runs as the sidecar (autoscaler.enabled, mode sidecar); empty otherwise. */}}
+{{- define "llm-gateway.sidecar" -}}
+{{- if and .Values.autoscaler.enabled (eq .Values.autoscaler.mode "sidecar") }}true{{ end }}
+{{- end }}
+
+{{/* "true" when KEDA scales the targets (autoscaler.enabled, mode keda); empty otherwise. */}}
+{{- define "llm-gateway.keda" -}}
+{{- if and .Values.autoscaler.enabled (eq .Values.autoscaler.mode "keda") }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -54,7 +82,7 @@ The policy file: values.policy with its autoscaler section built from values.aut
 {{- fail "policy.autoscaler is written by the chart: configure autoscaler.settings and autoscaler.targets" }}
 {{- end }}
 {{- $policy := deepCopy .Values.policy }}
-{{- if .Values.autoscaler.enabled }}
+{{- if include "llm-gateway.sidecar" . }}
 {{- $targets := list }}
 {{- range .Values.autoscaler.targets }}
 {{- $target := omit . "deployment" "namespace" "dryRun" }}
@@ -66,7 +94,10 @@ The policy file: values.policy with its autoscaler section built from values.aut
 {{- end }}
 {{- $targets = append $targets $target }}
 {{- end }}
-{{- $section := merge (dict "enabled" true "listen_host" "0.0.0.0" "listen_port" .Values.autoscaler.port "targets" $targets) (deepCopy .Values.autoscaler.settings) }}
+{{- $section := merge (dict "enabled" true "listen_host" "0.0.0.0" "listen_port" .Values.autoscaler.port) (deepCopy .Values.autoscaler.settings) }}
+{{- if $targets }}
+{{- $_ := set $section "targets" $targets }}
+{{- end }}{{/* none: the policy's default, a dry-run target on tasks:stream */}}
 {{- $_ := set $policy "autoscaler" $section }}
 {{- else }}
 {{- $_ := set $policy "autoscaler" (dict "enabled" false) }}
@@ -77,7 +108,7 @@ The policy file: values.policy with its autoscaler section built from values.aut
 {{/* Worker Deployments the autoscaler may scale, grouped by namespace: {namespace: [names]}. */}}
 {{- define "llm-gateway.scaleTargets" -}}
 {{- $byNamespace := dict }}
-{{- if .Values.autoscaler.enabled }}
+{{- if include "llm-gateway.sidecar" . }}
 {{- range .Values.autoscaler.targets }}
 {{- if not .dryRun }}
 {{- $ns := default $.Release.Namespace .namespace }}
@@ -91,9 +122,20 @@ The policy file: values.policy with its autoscaler section built from values.aut
 {{- toJson $byNamespace }}
 {{- end }}
 
-{{/* The REDIS_URL (and REDIS_PASSWORD) environment entries. */}}
+{{/*
+The REDIS_URL (and REDIS_PASSWORD) environment entries: the chart's own Redis when redisServer.enabled,
+else redis.urlSecret, redis.url or redis.host.
+*/}}
 {{- define "llm-gateway.redisEnv" -}}
-{{- $r := .Values.redis }}
+{{- $r := deepCopy .Values.redis }}
+{{- if .Values.redisServer.enabled }}
+{{- if or $r.url $r.urlSecret.name }}
+{{- fail "redisServer.enabled: the gateway uses the chart's own Redis; leave redis.url and redis.urlSecret.name empty" }}
+{{- end }}
+{{- $_ := set $r "host" (include "llm-gateway.redisServerName" .) }}
+{{- $_ = set $r "port" 6379 }}
+{{- $_ = set $r "tls" false }}
+{{- end }}
 {{- if $r.urlSecret.name }}
 - name: REDIS_URL
   valueFrom:
@@ -104,9 +146,7 @@ The policy file: values.policy with its autoscaler section built from values.aut
 {{- else if $r.host }}
 {{- $auth := "" }}
 {{- if $r.password.secretName }}
-- name: REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef: {name: {{ $r.password.secretName | quote }}, key: {{ $r.password.secretKey | quote }}}
+{{- include "llm-gateway.redisPasswordEnv" . }}
 {{- $auth = printf "%s:$(REDIS_PASSWORD)@" $r.username }}
 {{- else if $r.username }}
 {{- $auth = printf "%s@" $r.username }}
@@ -125,4 +165,32 @@ The policy file: values.policy with its autoscaler section built from values.aut
 {{ $key }}: {{ get $ $key }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* Name of the chart's own single-node Redis (StatefulSet and Service), when redisServer.enabled. */}}
+{{- define "llm-gateway.redisServerName" -}}
+{{- printf "%s-redis" (include "llm-gateway.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The REDIS_PASSWORD entry, from redis.password's Secret (the chart's own Redis requires it too). */}}
+{{- define "llm-gateway.redisPasswordEnv" -}}
+{{- with .Values.redis.password }}
+{{- if .secretName }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ .secretName | quote }}, key: {{ .secretKey | quote }}}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of the chart's own Redis pods. */}}
+{{- define "llm-gateway.redisServerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "llm-gateway.name" . }}-redis
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of the `helm test` pod (the NetworkPolicy lets it reach the gateway). */}}
+{{- define "llm-gateway.testLabels" -}}
+app.kubernetes.io/name: {{ include "llm-gateway.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
