@@ -177,7 +177,8 @@ class Pipeline:
             else:
                 held = Holdback(clean)
                 async for chunk in reply.chunks:
-                    await response.write(held.feed(chunk))
+                    if ready := held.feed(chunk):
+                        await response.write(ready)
                 await response.write(held.end())
             request[DELIVERED] = True
         finally:

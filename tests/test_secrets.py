@@ -23,6 +23,8 @@ import orjson
 import pytest
 import structlog
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway import logs
 from gateway.context import RequestContext
@@ -93,6 +95,27 @@ def test_any_slice_in_any_escaping_is_redacted(how: str) -> None:
             assert not exposed(out), (piece, out)
             assert "[redacted]" in out and out.startswith('{"error": {"message": "key ')
             assert clean.data(text.encode()) == out.encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=st.text(max_size=40),
+    after=st.text(max_size=40),
+    start=st.integers(0, len(PROVIDER_KEY) - 8),
+    length=st.integers(8, len(PROVIDER_KEY)),
+    hows=st.lists(st.sampled_from(HOWS), min_size=1, max_size=4),
+)
+def test_a_slice_anywhere_in_any_text_is_redacted(
+    before: str, after: str, start: int, length: int, hows: list[str]
+) -> None:
+    piece = PROVIDER_KEY[start : start + length]
+    written = "".join(_escape(c, hows[i % len(hows)]) for i, c in enumerate(piece))
+    text = before + written + after
+    out = Redactor([PROVIDER_KEY]).text(text)
+    assert not exposed(out) and "[redacted]" in out
+    assert Redactor([PROVIDER_KEY]).data(text.encode("utf-8", "surrogatepass")) == out.encode(
+        "utf-8", "surrogatepass"
+    )
 
 
 def test_clean_text_is_untouched_and_cheap_to_check() -> None:
@@ -239,6 +262,16 @@ def test_passthrough_answers_carry_a_request_id_and_no_key(gateway: str, fake_up
     fake_upstream.leak_next("escaped_error", path="/v1/responses")
     refused = httpx.post(f"{gateway}/v1/responses", json={"model": "gpt-4o-mini", "input": "x"}, headers=AUTH)
     assert refused.status_code == 400 and not exposed(shown(refused)), shown(refused)
+
+
+def test_relayed_files_are_redacted_even_when_split(gateway: str) -> None:
+    content = b"x" * 70_000 + b"key=" + PROVIDER_KEY.encode() + b"\n" + b"y" * 70_000
+    files = {"file": ("notes.txt", content, "text/plain")}
+    uploaded = httpx.post(f"{gateway}/v1/files", headers=AUTH, files=files, data={"purpose": "batch"})
+    assert uploaded.status_code == 200, uploaded.text
+    got = httpx.get(f"{gateway}/v1/files/{uploaded.json()['id']}/content", headers=AUTH)
+    assert got.status_code == 200 and not exposed(got.text)
+    assert got.content == b"x" * 70_000 + b"key=[redacted]\n" + b"y" * 70_000
 
 
 def test_no_channel_of_a_served_gateway_shows_the_key(
