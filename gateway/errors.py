@@ -11,6 +11,8 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
+from gateway.redact import everywhere
+
 
 class GatewayError(Exception):
     """An error with the status, type and code the OpenAI SDK maps to the right exception class."""
@@ -103,5 +105,6 @@ def from_http_exception(exc: web.HTTPException) -> GatewayError:
 
 
 def sse_error_event(error: GatewayError) -> bytes:
-    """An upstream failure in mid-stream, as the SSE event the OpenAI SDK raises on."""
-    return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+    """An upstream failure in mid-stream, as the SSE event the OpenAI SDK raises on (secrets removed:
+    the message may quote the provider)."""
+    return b"data: " + everywhere().data(orjson.dumps(error.body())) + b"\n\n"

@@ -1,4 +1,9 @@
-"""Structured JSON logs (structlog), one line per event, with secrets scrubbed before rendering."""
+"""Structured JSON logs (structlog), one line per event, with secrets scrubbed from the rendered line.
+
+Scrubbing the rendered line (rather than the values a caller passed) covers every string, nested or not,
+exception text included, in the JSON escaping the line itself uses; aiohttp's own stdlib log records go
+through the same scrubber.
+"""
 
 from __future__ import annotations
 
@@ -11,36 +16,69 @@ from typing import Any
 import orjson
 import structlog
 
+from gateway.redact import MASK, everywhere
+
 _SECRET_KEYS = {"authorization", "api_key", "apikey", "key", "password", "token", "x-api-key", "admin_key"}
-_BEARER = re.compile(r"(?i)(bearer\s+|sk-[a-z]*-?)[A-Za-z0-9_\-\.]{6,}")
+_BEARER = re.compile(r"(?i)(bearer\s+|(?<![a-z0-9])sk-[a-z]*-?)[A-Za-z0-9_\-\.]{6,}")
 
 
-def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Never let a key or an Authorization value reach a log line, whatever a caller passed."""
-    for name in list(event):
+def _hide_named(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Values under a secret-sounding name (``authorization``, ``api_key``...) are never logged."""
+    for name, value in event.items():
         if name.lower() in _SECRET_KEYS:
-            event[name] = "[redacted]"
-        elif isinstance(event[name], str) and ("sk-" in event[name] or "earer " in event[name]):
-            event[name] = _BEARER.sub(r"\1[redacted]", event[name])
+            event[name] = MASK
+        elif isinstance(value, dict):
+            _hide_named(_, __, value)
     return event
 
 
+def scrub(text: str) -> str:
+    """``text`` without any provider secret (in any escaping) and without anything that looks like a
+    key or a Bearer token."""
+    text = everywhere().text(text)
+    if "sk-" in text or "earer " in text or "EARER " in text:
+        text = _BEARER.sub(rf"\1{MASK}", text)
+    return text
+
+
 def _dumps(obj: Any, default: Any = None) -> str:
-    return orjson.dumps(obj, default=default).decode()
+    return scrub(orjson.dumps(obj, default=default).decode())
+
+
+class _ScrubRecords(logging.Filter):
+    """The same scrubbing for stdlib records (aiohttp's errors and tracebacks)."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), None
+        if record.exc_info:
+            record.exc_text = scrub(self._formatter.formatException(record.exc_info))
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
+
+
+def processors() -> list[Any]:
+    """The structlog chain: level, time, named secrets hidden, exception text, scrubbed JSON."""
+    return [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _hide_named,
+        structlog.processors.format_exc_info,
+        structlog.processors.JSONRenderer(serializer=_dumps),
+    ]
 
 
 def configure(level: str = "info") -> None:
     """Route structlog to stdout as JSON lines; called once per process at start."""
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, stream=sys.stdout, format="%(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_ScrubRecords())
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _scrub,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=_dumps),
-        ],
+        processors=processors(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,

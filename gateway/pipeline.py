@@ -11,6 +11,7 @@ upstream, sse); this file only calls them in order and carries the context.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import aiohttp
@@ -27,10 +28,11 @@ from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.providers import ProviderRequest, UpstreamReply
+from gateway.redact import Holdback, Redactor, redactor
 from gateway.router import Router
 from gateway.sse import StreamTap, UsageWatcher, event_batches, event_data
 from gateway.tokens import counted_usage, estimate_prompt
-from gateway.upstream import ModelCatalog, Target, Upstream, send_once
+from gateway.upstream import ModelCatalog, Target, Upstream, relayed_error, send_once
 from gateway.validation import CHAT, COMPLETIONS, parse_json, validate
 
 log = get_logger("gateway.pipeline")
@@ -39,6 +41,9 @@ CTX = web.RequestKey("ctx", RequestContext)
 REQUEST_ID = web.RequestKey("request_id", str)
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _NO_CONTROL = dict.fromkeys([*range(0x20), 0x7F])
+DELIVERED = web.RequestKey("delivered", bool)
+"""Set once a streamed answer's last event is written: a success, whatever the client does next."""
+_RELAYED_AS = {"content-type": "Content-Type", "x-request-id": "X-Upstream-Request-Id"}
 _PASSTHROUGH_HEADERS = ("Content-Type", "Accept", "OpenAI-Beta", "OpenAI-Organization", "OpenAI-Project")
 
 
@@ -117,7 +122,8 @@ class Pipeline:
         piece = self.cache.config.replay_chunk_chars
         for event in replay(ctx.endpoint, orjson.loads(entry.body), ctx.client_wants_usage, piece):
             await response.write(event)
-        await response.write_eof()
+        request[DELIVERED] = True
+        await _finish(response)
         return response
 
     async def _forward(
@@ -139,9 +145,10 @@ class Pipeline:
                 target, reply = await self.upstream.call(ctx, self.catalog.chain(target), path, ctx.body, raw)
             self.router.answered(ctx, target)
             ctx.model, ctx.provider = target.name, target.provider.name
+            clean = redactor(target.provider.secrets)
             if reply.chunks is not None:
-                return await self._relay_stream(request, ctx, reply, tap)
-            return self._respond(ctx, reply, target.provider.secrets)
+                return await self._relay_stream(request, ctx, reply, tap, clean)
+            return self._respond(ctx, reply, clean)
         finally:
             ctx.upstream_seconds = time.perf_counter() - sent
 
@@ -157,16 +164,27 @@ class Pipeline:
         headers = {h: request.headers[h] for h in _PASSTHROUGH_HEADERS if h in request.headers}
         query = request.query_string
         reply = await send_once(provider, ProviderRequest(path, raw, True, request.method, headers, query))
+        clean = redactor(provider.secrets)
         if reply.chunks is None:
-            return self._respond(None, reply, provider.secrets)
-        response = web.StreamResponse(status=reply.status, headers=_reply_headers(reply))
+            return self._respond(None, reply, clean)
+        headers = {**_reply_headers(reply, clean), "X-Request-Id": request[REQUEST_ID]}
+        response = web.StreamResponse(status=reply.status, headers=headers)
+        sse = headers["Content-Type"].startswith("text/event-stream")
         try:
             await response.prepare(request)
-            async for chunk in reply.chunks:
-                await response.write(chunk)
-            await response.write_eof()
+            if sse:  # whole events, so a secret cannot straddle two writes
+                async for batch in event_batches(reply.chunks):
+                    await response.write(b"".join(clean.data(event) + b"\n\n" for event in batch))
+            else:
+                held = Holdback(clean)
+                async for chunk in reply.chunks:
+                    if ready := held.feed(chunk):
+                        await response.write(ready)
+                await response.write(held.end())
+            request[DELIVERED] = True
         finally:
             await reply.close()
+        await _finish(response)
         return response
 
     async def _admit(self, request: web.Request, endpoint: str) -> tuple[RequestContext, bytes]:
@@ -193,23 +211,27 @@ class Pipeline:
                 return orjson.dumps(body)
         return raw
 
-    def _respond(
-        self, ctx: RequestContext | None, reply: UpstreamReply, secrets: tuple[str, ...]
-    ) -> web.Response:
-        data = reply.body
+    def _respond(self, ctx: RequestContext | None, reply: UpstreamReply, clean: Redactor) -> web.Response:
+        headers = _reply_headers(reply, clean)
         if reply.status >= 400:
-            for secret in secrets:
-                data = data.replace(secret.encode(), b"[redacted]")
-        elif ctx is not None:
-            ctx.usage = Usage.of(data) or counted_usage(ctx.prompt_estimate, data)
-        headers = _reply_headers(reply)
+            data = relayed_error(reply, clean)
+            headers["Content-Type"] = "application/json"
+        else:
+            data = clean.data(reply.body)
+            if ctx is not None:
+                ctx.usage = Usage.of(data) or counted_usage(ctx.prompt_estimate, data)
         if ctx is not None:
             ctx.status = reply.status
             headers.update(response_headers(ctx))
         return web.Response(status=reply.status, body=data, headers=headers)
 
     async def _relay_stream(
-        self, request: web.Request, ctx: RequestContext, reply: UpstreamReply, tap: StreamTap | None
+        self,
+        request: web.Request,
+        ctx: RequestContext,
+        reply: UpstreamReply,
+        tap: StreamTap | None,
+        clean: Redactor,
     ) -> web.StreamResponse:
         watcher = UsageWatcher(ctx.client_wants_usage)
         response = web.StreamResponse(
@@ -222,6 +244,7 @@ class Pipeline:
             async for batch in event_batches(reply.chunks):
                 out = []
                 for event in batch:
+                    event = clean.data(event)  # before anything reads it: the cache stores what it sees
                     data = event_data(event)
                     if data is not None:
                         if tap is not None:
@@ -231,6 +254,8 @@ class Pipeline:
                     out.append(event)
                 if out:
                     await response.write(b"\n\n".join(out) + b"\n\n")
+                if watcher.finished:
+                    request[DELIVERED] = True  # the last event is out: a hang-up from now on is not a failure
             if not watcher.finished:
                 raise UpstreamError("The provider closed the stream before it was complete.")
         except (TimeoutError, GatewayError, aiohttp.ClientError) as exc:
@@ -241,7 +266,7 @@ class Pipeline:
         finally:
             ctx.usage = watcher.usage_or_count(ctx.prompt_estimate)
             await reply.close()
-        await response.write_eof()
+        await _finish(response)
         return response
 
 
@@ -258,12 +283,18 @@ def response_headers(ctx: RequestContext) -> dict[str, str]:
     return {name: value.translate(_NO_CONTROL) for name, value in headers.items()}
 
 
-def _reply_headers(reply: UpstreamReply) -> dict[str, str]:
-    headers = {k: v for k, v in reply.headers.items() if k != "content-type"}
-    headers["Content-Type"] = reply.headers.get("content-type", "application/json")
-    if "x-request-id" in headers:
-        headers["X-Upstream-Request-Id"] = headers.pop("x-request-id")
+def _reply_headers(reply: UpstreamReply, clean: Redactor) -> dict[str, str]:
+    """The provider headers a client sees: only those the provider kept (its allow-list, e.g.
+    ``openai._RELAYED``), under the gateway's names, every value redacted."""
+    headers = {_RELAYED_AS.get(k, k): clean.text(v) for k, v in reply.headers.items()}
+    headers.setdefault("Content-Type", "application/json")
     return headers
+
+
+async def _finish(response: web.StreamResponse) -> None:
+    """End a streamed answer; a client that hung up after the last byte is not an error."""
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
 
 
 def _stream_failure(exc: BaseException) -> GatewayError:

@@ -22,7 +22,7 @@ from gateway.identity import Authenticator, check_admin
 from gateway.ledger import Finished, RequestLedger, recording
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
-from gateway.pipeline import CTX, REQUEST_ID, Pipeline
+from gateway.pipeline import CTX, DELIVERED, REQUEST_ID, Pipeline
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
 from gateway.prometheus import render
@@ -129,8 +129,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         failure = unreadable_body(request, exc)
         error, response = failure.code, failure.response()
         response.force_close()
-    except asyncio.CancelledError:
-        _record(request, 499, started)
+    except asyncio.CancelledError:  # the client hung up; after the last event of a stream that is a success
+        _record(request, 200 if request.get(DELIVERED) else 499, started)
         raise
     except Exception:
         log.exception("unhandled", request_id=request[REQUEST_ID], path=request.path)

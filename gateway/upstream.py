@@ -24,8 +24,11 @@ from gateway.logs import get_logger
 from gateway.policy import WILDCARD, Policy
 from gateway.policy.core import ModelConfig
 from gateway.providers import Provider, ProviderRequest, UpstreamReply
+from gateway.redact import Redactor, redactor
 
 log = get_logger("gateway.upstream")
+_MESSAGE_CHARS = 500
+"""How much of a provider's error text a client sees."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +180,11 @@ def _with_model(body: dict[str, object], model: str) -> bytes:
 
 def _as_error(provider: Provider, reply: UpstreamReply) -> GatewayError:
     """The last provider failure, as the client should see it, without the provider's secrets."""
-    message = _upstream_message(reply.body, provider.secrets)
+    clean = redactor(provider.secrets)
+    message = _upstream_message(reply.body, clean)
     if reply.status == 429:
-        headers = {"Retry-After": reply.headers["retry-after"]} if "retry-after" in reply.headers else {}
+        retry_after = reply.headers.get("retry-after")
+        headers = {"Retry-After": clean.text(retry_after)} if retry_after is not None else {}
         return RateLimited(
             f"Provider '{provider.name}' is rate limiting: {message}",
             code="upstream_rate_limited",
@@ -192,11 +197,31 @@ def _as_error(provider: Provider, reply: UpstreamReply) -> GatewayError:
     return UpstreamError(f"Provider '{provider.name}' failed with status {reply.status}: {message}")
 
 
-def _upstream_message(body: bytes, secrets: tuple[str, ...]) -> str:
+def relayed_error(reply: UpstreamReply, clean: Redactor) -> bytes:
+    """A provider's error body as the client gets it: redacted, and OpenAI-shaped even when the provider
+    sent something else (``text/plain 404: Not Found``, an HTML page, ``{"detail": ...}``)."""
+    body = clean.data(reply.body)
     try:
-        message = str(orjson.loads(body)["error"]["message"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        message = body[:200].decode("utf-8", "replace") or "no details"
-    for secret in secrets:
-        message = message.replace(secret, "[redacted]")
-    return message
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        return body
+    kind = "invalid_request_error" if reply.status < 500 else "server_error"
+    error = GatewayError(_upstream_message(body, clean), status=reply.status, type=kind, code=None)
+    return orjson.dumps(error.body())
+
+
+def _upstream_message(body: bytes, clean: Redactor) -> str:
+    """The provider's own words about a failure: its error message, else the start of its body. Redacted
+    before it is cut short, so no prefix of a secret survives the cut."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        found = parsed.get("error")
+        found = found.get("message") if isinstance(found, dict) else found or parsed.get("detail")
+        if isinstance(found, str) and found:
+            return clean.text(found)[:_MESSAGE_CHARS]
+    return clean.text(body.decode("utf-8", "replace")).strip()[:_MESSAGE_CHARS] or "no details"

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from gateway.batcher.eligibility import BatchFacts, shared_context
 from gateway.budget.sprints import select
 from gateway.cache.keys import cache_key, deterministic
 from gateway.context import RequestContext
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
+from gateway.redact import everywhere
 from gateway.router.rules import RuleSet
 from gateway.tokens import max_output
 from gateway.validation import CHAT, COMPLETIONS, EMBEDDINGS
@@ -88,7 +91,11 @@ class RecordBuilder:
             if self.include_prompts:
                 body = ctx.body
                 record["prompt"] = body.get("messages") or body.get("prompt") or body.get("input")
-        return {k: v for k, v in record.items() if v is not None}
+        record = {k: v for k, v in record.items() if v is not None}
+        clean = everywhere()
+        if clean and clean.suspicious(orjson.dumps(record, default=str)):
+            record = clean.value(record)  # no provider secret in any field, whatever a client sent
+        return record
 
     def _decisions(self, ctx: RequestContext, arrival: float) -> dict[str, Any]:
         body = ctx.body

@@ -7,17 +7,22 @@ import importlib.util
 from gateway.policy.core import ProviderConfig
 from gateway.providers.base import Provider, ProviderRequest, UpstreamReply
 from gateway.providers.openai import OpenAIProvider
+from gateway.redact import remember
 
 __all__ = ["Provider", "ProviderRequest", "UpstreamReply", "build_provider", "missing_package"]
 
 
 def build_provider(name: str, config: ProviderConfig) -> Provider:
     """The provider for a policy entry; litellm is imported only when the policy declares such a provider."""
+    provider: Provider
     if config.type == "litellm":
         from gateway.providers.litellm import LiteLLMProvider
 
-        return LiteLLMProvider(name, config)
-    return OpenAIProvider(name, config)
+        provider = LiteLLMProvider(name, config)
+    else:
+        provider = OpenAIProvider(name, config)
+    remember(provider.secrets)  # logs, ledger and the gateway's own errors never show them
+    return provider
 
 
 def missing_package(config: ProviderConfig) -> str | None:

@@ -10,13 +10,25 @@ import aiohttp
 
 from gateway.providers.base import Provider, ProviderRequest, UpstreamReply
 
-# Provider headers worth showing to agents; everything else (cookies, rate-limit internals) stays here.
 _JSON = {"Content-Type": "application/json"}
 _RELAYED = ("openai-processing-ms", "openai-version", "retry-after", "x-request-id")
+"""The allow-list of provider headers a client sees (values redacted); everything else (cookies, rate-limit
+internals, whatever a provider echoes back) stays here."""
+_CREDENTIAL_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
 
 
 class OpenAIProvider(Provider):
     _session: aiohttp.ClientSession | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The key, and any credential sent in a configured header (``api-key`` for Azure, ...)."""
+        sent = (
+            value.split(" ", 1)[-1].strip()
+            for name, value in self.config.headers.items()
+            if name.lower() in _CREDENTIAL_HEADERS
+        )
+        return tuple(dict.fromkeys((*super().secrets, *(v for v in sent if v))))
 
     async def start(self) -> None:
         cfg = self.config

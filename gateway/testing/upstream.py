@@ -43,6 +43,7 @@ from .upstream_bodies import (
     response,
 )
 from .upstream_files import FileStore
+from .upstream_leaks import LEAK_MODES, leak
 from .upstream_sse import chat_chunks, completion_chunks, write_sse
 
 __all__ = ["FakeUpstream", "RecordedRequest", "count_tokens", "default_error", "fake_embedding", "main",
@@ -102,7 +103,7 @@ class RecordedRequest:
 
 @dataclass(slots=True)
 class _Fault:
-    kind: str  # "status" | "hang" | "break" | "drop"
+    kind: str  # "status" | "hang" | "break" | "drop" | "leak"
     remaining: int
     path: str | None
     status: int = 500
@@ -110,6 +111,7 @@ class _Fault:
     body: dict[str, Any] | None = None
     seconds: float = 0.0
     after_chunks: int = 0
+    leak: str = ""
 
     def matches(self, path: str, streaming: bool) -> bool:
         if self.kind == "break" and not streaming:
@@ -129,6 +131,7 @@ class FakeUpstream:
         self.chunk_delay_s = chunk_delay_s
         self.expected_key = expected_key
         self.responder = responder
+        self.linger_s = 0.0  # how long a finished stream stays open after [DONE]
         self.models = list(models)
         self.record = record  # False keeps only per-path counts (long benchmarks)
         self.requests: list[RecordedRequest] = []
@@ -161,6 +164,12 @@ class FakeUpstream:
         """Close the TCP connection of the next requests without sending any HTTP response."""
         self._push(_Fault("drop", times, path))
 
+    def leak_next(self, mode: str, times: int = 1, path: str | None = None) -> None:
+        """Echo the caller's key back in the next answers, the way ``mode`` does (see ``upstream_leaks``)."""
+        if mode not in LEAK_MODES:
+            raise ValueError(f"unknown leak mode {mode!r}; one of {LEAK_MODES}")
+        self._push(_Fault("leak", times, path, leak=mode))
+
     def fail_model(self, model: str, status: int = 500, body: dict[str, Any] | None = None) -> None:
         """Fail every request for ``model`` with ``status`` until :meth:`clear`/:meth:`reset`."""
         with self._lock:
@@ -180,6 +189,7 @@ class FakeUpstream:
             self.counts.clear()
         self.files.clear()
         self.latency_s, self.chunk_delay_s, self.expected_key, self.responder = self._defaults
+        self.linger_s = 0.0
 
     # -- request log --------------------------------------------------------------------------------------
     def count(self, path: str | None = None) -> int:
@@ -295,6 +305,10 @@ class FakeUpstream:
                 if fault.retry_after is not None:
                     headers["Retry-After"] = format(fault.retry_after, "g")
                 return _json(fault.body or default_error(fault.status), fault.status, headers)
+            if fault.kind == "leak":
+                chat = isinstance(body, dict) and isinstance(body.get("messages"), list)
+                answer = plan_chat(body, self.responder) if chat else None
+                return await leak(fault.leak, request, handler, answer)
             if fault.kind == "drop":
                 if request.transport is not None:
                     request.transport.close()
@@ -314,7 +328,8 @@ class FakeUpstream:
     def _stream_options(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         options = body.get("stream_options")
         return {"include_usage": isinstance(options, dict) and bool(options.get("include_usage")),
-                "chunk_delay_s": self.chunk_delay_s, "break_after": request.get(_BREAK_AFTER)}
+                "chunk_delay_s": self.chunk_delay_s, "break_after": request.get(_BREAK_AFTER),
+                "linger_s": self.linger_s}
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = request[_BODY]

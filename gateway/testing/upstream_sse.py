@@ -87,9 +87,10 @@ def completion_chunks(answer: CompletionAnswer, include_usage: bool) -> Iterator
 
 async def write_sse(
     request: web.Request, events: Iterable[dict[str, Any]], *, chunk_delay_s: float = 0.0,
-    break_after: int | None = None, headers: dict[str, str] | None = None,
+    break_after: int | None = None, headers: dict[str, str] | None = None, linger_s: float = 0.0,
 ) -> web.StreamResponse:
-    """Stream ``events`` then ``[DONE]``; with ``break_after`` cut the TCP connection after that many."""
+    """Stream ``events`` then ``[DONE]``; with ``break_after`` cut the TCP connection after that many.
+    ``linger_s`` holds the end of the body back after ``[DONE]``, as a distant provider's last bytes."""
     resp = web.StreamResponse(headers={**SSE_HEADERS, "x-request-id": new_id("req_"), **(headers or {})})
     await resp.prepare(request)
     for sent, event in enumerate(events):
@@ -101,6 +102,8 @@ async def write_sse(
     else:
         if break_after is None:
             await resp.write(DONE)
+            if linger_s > 0:
+                await asyncio.sleep(linger_s)
             await resp.write_eof()
             return resp
     # Closing (not aborting) flushes what was written, so the client gets a truncated chunked body.
