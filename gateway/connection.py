@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from typing import Any
 
 import orjson
@@ -78,12 +79,14 @@ class GatewayProtocol(RequestHandler):
         """aiohttp's answer to an unparseable request (and to a handler failure), as OpenAI-shaped JSON."""
         if request.writer.output_size > 0:
             raise ConnectionError("The response has started; no error response can follow it.")
+        request_id = uuid.uuid4().hex  # every answer carries one, this one too
         if isinstance(exc, HttpProcessingError):
             reason = _reason(exc)
             # A client speaking TLS or another protocol to this port fails on its first request line: quiet.
             quiet = self._request_count == 1 and isinstance(exc, BadHttpMethod)
             (log.debug if quiet else log.info)(
                 "bad_http_request",
+                request_id=request_id,
                 status=status,
                 error=type(exc).__name__,
                 reason=reason,
@@ -96,11 +99,12 @@ class GatewayProtocol(RequestHandler):
                 code="invalid_http",
             )
         else:
-            log.error("unhandled", status=status, exc_info=exc)
+            log.error("unhandled", request_id=request_id, status=status, exc_info=exc)
             error = GatewayError(
                 "The gateway failed to handle this request.", status=status, code="internal_error"
             )
         response = error.response()
+        response.headers["X-Request-Id"] = request_id
         response.force_close()
         return response
 

@@ -145,7 +145,11 @@ def upstream() -> Iterator[tuple[FakeUpstream, list[int]]]:
 
     @web.middleware
     async def count_failures(request: web.Request, handler: Any) -> web.StreamResponse:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except Exception:
+            failures.append(500)
+            raise
         if response.status >= 500:
             failures.append(response.status)
         return response
@@ -254,7 +258,7 @@ def check_events(body: bytes) -> None:
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
-    derandomize=True,
+    derandomize="FUZZ_RANDOM" not in os.environ,  # CI replays one sequence; FUZZ_RANDOM=1 explores
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -392,5 +396,7 @@ def test_the_gateway_stays_healthy_and_no_reservation_is_left(
             break
         time.sleep(0.1)
     assert not any(reserved), sprint
-    # Real work went through: the surface was exercised past the door.
-    assert sprint["sprint"]["used"] > 0
+    # Real work went through: the surface was exercised past the door (the budget itself may have been
+    # reset by a generated admin call, so the provider's count says it).
+    fake, _ = upstream
+    assert fake.count("/v1/chat/completions") > 0
