@@ -1,6 +1,7 @@
 """One ledger record per request: who asked, what the gateway decided, what it cost, how long it took.
 
-A record is a flat JSON object (fields that do not apply are left out). Besides what the report shows,
+The record's shape is :class:`gateway.ledger.schema.LedgerRecord`; this module fills it in from a
+finished request. Besides what the report shows,
 it keeps the facts the what-if replay needs to decide again under another policy: the prompt estimate
 and requested max tokens (routing, budgets), a hash of the answer-changing fields without model and
 scope (``content_key``: cache), and the batch facts (``task_tokens``, ``batch_group``). The prompt text
@@ -12,13 +13,13 @@ Records are built in the ledger's background task, never on the request path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from gateway.batcher.eligibility import BatchFacts, shared_context
 from gateway.budget.sprints import select
 from gateway.cache.keys import cache_key, deterministic
 from gateway.context import RequestContext
+from gateway.ledger.schema import LedgerRecord
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
 from gateway.router.rules import RuleSet
@@ -53,10 +54,6 @@ def routing_baseline(policy: Policy) -> str | None:
     return RuleSet(policy.routing, policy.models).largest() if policy.routing.enabled else None
 
 
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def endpoint_of(path: str) -> str:
     if path in _PATHS:
         return _PATHS[path]
@@ -73,22 +70,23 @@ class RecordBuilder:
         self.aliases = frozenset(policy.routing.aliases)
         self.baseline = routing_baseline(policy)
 
-    def build(self, done: Finished, ctx: RequestContext | None) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "time": iso(done.arrival),
-            "request_id": done.request_id,
-            "endpoint": ctx.endpoint if ctx else endpoint_of(done.path),
-            "status": ctx.status if ctx and ctx.status != 200 else done.status,
-            "error": done.error,
-            "latency_ms": round(done.elapsed * 1000, 2),
-        }
+    def build(self, done: Finished, ctx: RequestContext | None) -> LedgerRecord:
+        facts: dict[str, Any] = {}
         if ctx is not None:
-            record.update(self._decisions(ctx, done.arrival))
-            record.update(self._tokens(ctx))
+            facts.update(self._decisions(ctx, done.arrival))
+            facts.update(self._tokens(ctx))
             if self.include_prompts:
                 body = ctx.body
-                record["prompt"] = body.get("messages") or body.get("prompt") or body.get("input")
-        return {k: v for k, v in record.items() if v is not None}
+                facts["prompt"] = body.get("messages") or body.get("prompt") or body.get("input")
+        return LedgerRecord(
+            request_id=done.request_id,
+            endpoint=ctx.endpoint if ctx else endpoint_of(done.path),
+            status=ctx.status if ctx and ctx.status != 200 else done.status,
+            arrival=done.arrival,
+            latency_ms=round(done.elapsed * 1000, 2),
+            error=done.error,
+            **facts,
+        )
 
     def _decisions(self, ctx: RequestContext, arrival: float) -> dict[str, Any]:
         body = ctx.body
@@ -152,3 +150,9 @@ class RecordBuilder:
             "baseline_model": baseline,
             "baseline_cost_usd": round(before, 8) if before is not None else None,
         }
+
+
+def written(record: LedgerRecord) -> dict[str, Any]:
+    """The JSON object a record is written as: the one place every field a client or a provider filled
+    in passes on its way to the ledger (where a provider secret is to be redacted)."""
+    return record.to_record()
