@@ -1,18 +1,18 @@
 """One ledger record per request: who asked, what the gateway decided, what it cost, how long it took.
 
 The record's shape is :class:`gateway.ledger.schema.LedgerRecord`; this module fills it in from a
-finished request. Besides what the report shows,
-it keeps the facts the what-if replay needs to decide again under another policy: the prompt estimate
-and requested max tokens (routing, budgets), a hash of the answer-changing fields without model and
-scope (``content_key``: cache), and the batch facts (``task_tokens``, ``batch_group``). The prompt text
-itself is recorded only when ``ledger.include_prompts`` is on.
+finished request. Besides what the report shows, it keeps the facts the what-if replay needs to decide
+again under another policy: the prompt estimate and requested max tokens (routing, budgets), a hash of
+the answer-changing fields without model and scope (``content_key``: cache), and the batch facts
+(``task_tokens``, ``batch_group``). The prompt text itself is recorded only when
+``ledger.include_prompts`` is on.
 
 Records are built in the ledger's background task, never on the request path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.batcher.eligibility import BatchFacts, shared_context
@@ -71,63 +71,63 @@ class RecordBuilder:
         self.baseline = routing_baseline(policy)
 
     def build(self, done: Finished, ctx: RequestContext | None) -> LedgerRecord:
-        facts: dict[str, Any] = {}
-        if ctx is not None:
-            facts.update(self._decisions(ctx, done.arrival))
-            facts.update(self._tokens(ctx))
-            if self.include_prompts:
-                body = ctx.body
-                facts["prompt"] = body.get("messages") or body.get("prompt") or body.get("input")
-        return LedgerRecord(
+        record = LedgerRecord(
             request_id=done.request_id,
             endpoint=ctx.endpoint if ctx else endpoint_of(done.path),
             status=ctx.status if ctx and ctx.status != 200 else done.status,
             arrival=done.arrival,
             latency_ms=round(done.elapsed * 1000, 2),
             error=done.error,
-            **facts,
         )
+        if ctx is None:
+            return record
+        record = self._tokens(self._decisions(record, ctx), ctx)
+        if self.include_prompts:
+            body = ctx.body
+            record = replace(record, prompt=body.get("messages") or body.get("prompt") or body.get("input"))
+        return record
 
-    def _decisions(self, ctx: RequestContext, arrival: float) -> dict[str, Any]:
+    def _decisions(self, record: LedgerRecord, ctx: RequestContext) -> LedgerRecord:
         body = ctx.body
-        period = select(self.sprints, ctx.agent, ctx.sprint, arrival) if self.sprints else None
+        period = select(self.sprints, ctx.agent, ctx.sprint, record.arrival) if self.sprints else None
         facts = BatchFacts.of(ctx)
         model_call = ctx.endpoint in MODEL_ENDPOINTS
-        return {
-            "agent": ctx.agent,
-            "team": ctx.team,
-            "task_type": ctx.task_type,
-            "priority": ctx.priority,
-            "task_id": ctx.task_id,
-            "sprint": period.sprint.id if period else ctx.sprint,
-            "requested_model": ctx.requested_model,
-            "model": ctx.model,
-            "rule": ctx.route_reason,
-            "prompt_estimate": ctx.prompt_estimate,
-            "max_tokens": max_output(body, 0) or None,
-            "lines": ctx.lines_estimate,
-            "budget_left": round(ctx.budget_left, 4) if ctx.budget_left is not None else None,
-            "stream": ctx.stream or None,
-            "upstream_ms": round(ctx.upstream_seconds * 1000, 2),
-            "cache": ctx.cache_status,
-            "cache_key": ctx.cache_key,
-            "content_key": cache_key(ctx.endpoint, "", body, "")[:_HASH_CHARS] if model_call else None,
-            "cache_control": (ctx.cache_control or "")[:64] or None,
-            "deterministic": deterministic(body) or None,
-            "batchable": ctx.batchable,
-            "task_tokens": facts.task_tokens(),
-            "batch_group": (
+        return replace(
+            record,
+            agent=ctx.agent,
+            team=ctx.team,
+            task_type=ctx.task_type,
+            priority=ctx.priority,
+            task_id=ctx.task_id,
+            sprint=period.sprint.id if period else ctx.sprint,
+            requested_model=ctx.requested_model,
+            model=ctx.model,
+            rule=ctx.route_reason,
+            prompt_estimate=ctx.prompt_estimate,
+            max_tokens=max_output(body, 0) or None,
+            lines=ctx.lines_estimate,
+            budget_left=round(ctx.budget_left, 4) if ctx.budget_left is not None else None,
+            stream=ctx.stream or None,
+            upstream_ms=round(ctx.upstream_seconds * 1000, 2),
+            cache=ctx.cache_status,
+            cache_key=ctx.cache_key,
+            content_key=cache_key(ctx.endpoint, "", body, "")[:_HASH_CHARS] if model_call else None,
+            cache_control=(ctx.cache_control or "")[:64] or None,
+            deterministic=deterministic(body) or None,
+            batchable=ctx.batchable,
+            task_tokens=facts.task_tokens(),
+            batch_group=(
                 cache_key("batch", "", shared_context(body), "")[:_HASH_CHARS] if facts.fits else None
             ),
-            "batch_id": ctx.batch_id,
-            "batch_size": ctx.batch_size or None,
-            "batch_wait_ms": round(ctx.batch_wait_s * 1000, 2) if ctx.batch_wait_s else None,
-        }
+            batch_id=ctx.batch_id,
+            batch_size=ctx.batch_size or None,
+            batch_wait_ms=round(ctx.batch_wait_s * 1000, 2) if ctx.batch_wait_s else None,
+        )
 
-    def _tokens(self, ctx: RequestContext) -> dict[str, Any]:
+    def _tokens(self, record: LedgerRecord, ctx: RequestContext) -> LedgerRecord:
         usage = ctx.usage
         if usage is None:
-            return {}
+            return record
         hit = ctx.cache_status == "HIT"
         used = 0 if hit else usage.total
         baseline = self.baseline if ctx.requested_model in self.aliases else ctx.requested_model
@@ -140,16 +140,17 @@ class RecordBuilder:
         before = None
         if baseline:
             before = self.prices.cost(baseline, usage.prompt_tokens + extra, usage.completion_tokens)
-        return {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "tokens_used": used,
-            "tokens_saved": ctx.tokens_saved or None,
-            "saved_reason": ctx.saved_reason,
-            "cost_usd": round(cost, 8) if cost is not None else None,
-            "baseline_model": baseline,
-            "baseline_cost_usd": round(before, 8) if before is not None else None,
-        }
+        return replace(
+            record,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            tokens_used=used,
+            tokens_saved=ctx.tokens_saved or None,
+            saved_reason=ctx.saved_reason,
+            cost_usd=round(cost, 8) if cost is not None else None,
+            baseline_model=baseline,
+            baseline_cost_usd=round(before, 8) if before is not None else None,
+        )
 
 
 def written(record: LedgerRecord) -> dict[str, Any]:
