@@ -12,8 +12,8 @@ Records are built in the ledger's background task, never on the request path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from gateway.batcher.eligibility import BatchFacts, shared_context
 from gateway.budget.sprints import select
@@ -47,6 +47,23 @@ class Finished:
     """The error code the gateway answered with (``budget_exceeded``, ``invalid_api_key``, ...)."""
 
 
+class Charge(NamedTuple):
+    """What an answered request's tokens cost, and would have cost with no cache, batching or routing."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    tokens_used: int | None
+    tokens_saved: int | None
+    saved_reason: str | None
+    cost_usd: float | None
+    baseline_model: str | None
+    baseline_cost_usd: float | None
+
+
+NO_CHARGE = Charge(None, None, None, None, None, None, None, None)
+"""A request with no answer: none of those fields apply."""
+
+
 def routing_baseline(policy: Policy) -> str | None:
     """What alias requests are priced against: ``routing.baseline_model``, else the largest candidate."""
     if policy.routing.baseline_model:
@@ -71,29 +88,29 @@ class RecordBuilder:
         self.baseline = routing_baseline(policy)
 
     def build(self, done: Finished, ctx: RequestContext | None) -> LedgerRecord:
-        record = LedgerRecord(
-            request_id=done.request_id,
-            endpoint=ctx.endpoint if ctx else endpoint_of(done.path),
-            status=ctx.status if ctx and ctx.status != 200 else done.status,
-            arrival=done.arrival,
-            latency_ms=round(done.elapsed * 1000, 2),
-            error=done.error,
-        )
+        """One constructor call per record (``dataclasses.replace`` would cost three times as much)."""
+        latency_ms = round(done.elapsed * 1000, 2)
         if ctx is None:
-            return record
-        record = self._tokens(self._decisions(record, ctx), ctx)
-        if self.include_prompts:
-            body = ctx.body
-            record = replace(record, prompt=body.get("messages") or body.get("prompt") or body.get("input"))
-        return record
-
-    def _decisions(self, record: LedgerRecord, ctx: RequestContext) -> LedgerRecord:
+            return LedgerRecord(
+                done.request_id,
+                endpoint_of(done.path),
+                done.status,
+                done.arrival,
+                latency_ms,
+                error=done.error,
+            )
         body = ctx.body
-        period = select(self.sprints, ctx.agent, ctx.sprint, record.arrival) if self.sprints else None
+        period = select(self.sprints, ctx.agent, ctx.sprint, done.arrival) if self.sprints else None
         facts = BatchFacts.of(ctx)
         model_call = ctx.endpoint in MODEL_ENDPOINTS
-        return replace(
-            record,
+        charge = self._charge(ctx)
+        return LedgerRecord(
+            request_id=done.request_id,
+            endpoint=ctx.endpoint,
+            status=ctx.status if ctx.status != 200 else done.status,
+            arrival=done.arrival,
+            latency_ms=latency_ms,
+            error=done.error,
             agent=ctx.agent,
             team=ctx.team,
             task_type=ctx.task_type,
@@ -122,14 +139,24 @@ class RecordBuilder:
             batch_id=ctx.batch_id,
             batch_size=ctx.batch_size or None,
             batch_wait_ms=round(ctx.batch_wait_s * 1000, 2) if ctx.batch_wait_s else None,
+            prompt_tokens=charge.prompt_tokens,
+            completion_tokens=charge.completion_tokens,
+            tokens_used=charge.tokens_used,
+            tokens_saved=charge.tokens_saved,
+            saved_reason=charge.saved_reason,
+            cost_usd=charge.cost_usd,
+            baseline_model=charge.baseline_model,
+            baseline_cost_usd=charge.baseline_cost_usd,
+            prompt=(body.get("messages") or body.get("prompt") or body.get("input"))
+            if self.include_prompts
+            else None,
         )
 
-    def _tokens(self, record: LedgerRecord, ctx: RequestContext) -> LedgerRecord:
+    def _charge(self, ctx: RequestContext) -> Charge:
         usage = ctx.usage
         if usage is None:
-            return record
+            return NO_CHARGE
         hit = ctx.cache_status == "HIT"
-        used = 0 if hit else usage.total
         baseline = self.baseline if ctx.requested_model in self.aliases else ctx.requested_model
         # Alone and uncached, the request would have cost its own usage, plus what its batch saved
         # (all prompt tokens: a batch member's completion is the same as it would be alone).
@@ -140,16 +167,15 @@ class RecordBuilder:
         before = None
         if baseline:
             before = self.prices.cost(baseline, usage.prompt_tokens + extra, usage.completion_tokens)
-        return replace(
-            record,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            tokens_used=used,
-            tokens_saved=ctx.tokens_saved or None,
-            saved_reason=ctx.saved_reason,
-            cost_usd=round(cost, 8) if cost is not None else None,
-            baseline_model=baseline,
-            baseline_cost_usd=round(before, 8) if before is not None else None,
+        return Charge(
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            0 if hit else usage.total,
+            ctx.tokens_saved or None,
+            ctx.saved_reason,
+            round(cost, 8) if cost is not None else None,
+            baseline,
+            round(before, 8) if before is not None else None,
         )
 
 
