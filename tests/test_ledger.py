@@ -4,19 +4,25 @@ slowing or failing a request, to a Redis stream or a bounded local file."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from gateway import metrics
-from gateway.context import RequestContext
-from gateway.ledger import Finished, RecordBuilder, RequestLedger
+from gateway.context import RequestContext, Usage
+from gateway.ledger import SCHEMA, Finished, LedgerRecord, RecordBuilder, RequestLedger
+from gateway.ledger.record import written
+from gateway.ledger.schema import FIELDS
 from gateway.ledger.sinks import FileSink, Sink, files_oldest_first
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
+from gateway.reporting.source import Selection, parse_time, read_ledger
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
 from tests.ledger_helpers import batch_responder, chat, file_lines, running, stream_records
@@ -95,6 +101,7 @@ def test_every_request_leaves_exactly_one_record(fake_upstream: FakeUpstream, re
         assert httpx.get(f"{url}/healthz").status_code == 200  # probes are not requests of the API
     records = by_id(stream_records(redis_url))
     assert set(records) == {"miss", "hit", "no-key", "bad-json", "failed", "stream", "gone", "ls"}
+    assert {r["schema"] for r in records.values()} == {SCHEMA}, "every record says its shape's version"
     assert records["stream"]["stream"] is True and records["stream"]["tokens_used"] > 0
     assert records["gone"]["status"] == 499 and "tokens_used" not in records["gone"]
     assert records["ls"]["endpoint"] == "models"
@@ -226,3 +233,81 @@ def test_file_rotation_keeps_the_bound(tmp_path: Path) -> None:
     files = files_oldest_first(path)
     assert [f.name for f in files] == ["l.jsonl.2", "l.jsonl.1", "l.jsonl"]
     assert all(f.stat().st_size <= 4096 for f in files)
+
+
+OLD_SHAPE = {  # as the gateway wrote records before they carried a schema version
+    "time": "2030-01-01T10:00:00.000Z",
+    "request_id": "r1",
+    "endpoint": "chat.completions",
+    "status": 200,
+    "latency_ms": 200,
+    "agent": "a1",
+    "team": "backend",
+    "requested_model": "auto",
+    "model": "gpt-4o-mini",
+    "cache": "MISS",
+    "prompt_tokens": 100,
+    "completion_tokens": 50,
+    "tokens_used": 150,
+    "tokens_saved": 30,
+    "saved_reason": "batch",
+    "cost_usd": 0.0003,
+}
+
+
+def test_records_before_schema_versions_still_load() -> None:
+    record = LedgerRecord.from_record(OLD_SHAPE)
+    assert record.schema == 0 and record.arrival == parse_time("2030-01-01T10:00:00Z")
+    assert (record.agent, record.latency_ms, record.upstream_ms) == ("a1", 200.0, None)
+    assert record.usage == Usage(100, 50) and record.alone == Usage(130, 50)
+    assert record.to_record() == {**OLD_SHAPE, "schema": 0}, "read back as it was written"
+
+
+def test_a_record_round_trips_with_its_version() -> None:
+    builder = RecordBuilder(Policy(), PriceBook({}))
+    ctx = RequestContext("r", "chat.completions", "a", "t", task_type="refactor", lines_estimate=12)
+    built = builder.build(Finished("r", "/v1/chat/completions", 200, 1893492000.25, 0.1), ctx)
+    row = orjson.loads(orjson.dumps(written(built)))
+    assert row["schema"] == SCHEMA and row["time"] == "2030-01-01T10:00:00.250Z"
+    assert row["task_type"] == "refactor" and "tokens_used" not in row, "fields that do not apply: left out"
+    assert LedgerRecord.from_record(row) == built
+    newer = LedgerRecord.from_record({**row, "schema": SCHEMA + 1, "added_later": [1]})
+    assert newer.schema == SCHEMA + 1 and newer.lines == 12, "a newer record's unknown fields are skipped"
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {k: v for k, v in OLD_SHAPE.items() if k != "time"},
+        {**OLD_SHAPE, "time": "yesterday"},
+        {**OLD_SHAPE, "status": "200"},
+        {**OLD_SHAPE, "tokens_used": True},
+        {**OLD_SHAPE, "latency_ms": "fast"},
+        {**OLD_SHAPE, "agent": ["a1"]},
+    ],
+)
+def test_rows_that_are_not_records_are_counted_unreadable(broken: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(orjson.dumps(OLD_SHAPE) + b"\n" + orjson.dumps(broken) + b"\n")
+    data = read_ledger(str(path), Policy(), Selection(), show_progress=False)
+    assert [r.request_id for r in data.records] == ["r1"] and data.unreadable == 1
+
+
+def documented_fields() -> set[str]:
+    """The field names in the first column of the record field table, wherever the docs keep it."""
+    root = Path(__file__).parent.parent
+    tables = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("**/*.md"))]:
+        lines = doc.read_text().splitlines() if doc.exists() else []
+        if "| record field | meaning |" in lines:
+            start = lines.index("| record field | meaning |") + 2
+            rows = itertools.takewhile(lambda line: line.startswith("|"), lines[start:])
+            tables.append({name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])})
+    assert len(tables) == 1, "one record field table in the docs"
+    return tables[0]
+
+
+def test_the_record_field_table_documents_exactly_the_schema() -> None:
+    documented = documented_fields()
+    assert sorted(set(FIELDS) - documented) == [], "fields written but not documented"
+    assert sorted(documented - set(FIELDS)) == [], "fields documented but never written"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import yaml
 
 from gateway.cli import main
 from gateway.context import Usage
+from gateway.ledger.schema import LedgerRecord
 from gateway.policy import Policy, load_policy
 from gateway.reporting.compare import replayed_summary
 from gateway.reporting.kpis import Summary
@@ -75,7 +77,7 @@ async def traffic(url: str) -> None:
 @pytest.fixture
 def recorded(
     fake_upstream: FakeUpstream, redis_url: str
-) -> tuple[dict[str, Any], Summary, list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], Summary, list[LedgerRecord]]:
     """The traffic above, recorded through a real gateway: (policy, recorded summary, records)."""
     fake_upstream.responder = batch_responder()
     policy = recorded_policy(fake_upstream, redis_url)
@@ -86,7 +88,7 @@ def recorded(
     return policy, summary, data.records
 
 
-def replay(policy: dict[str, Any], summary: Summary, records: list[dict[str, Any]]) -> Summary:
+def replay(policy: dict[str, Any], summary: Summary, records: list[LedgerRecord]) -> Summary:
     return replayed_summary(Policy.model_validate(policy), records, summary)
 
 
@@ -123,17 +125,14 @@ def test_a_batch_replayed_with_other_members_is_estimated(recorded: Any) -> None
     """Only the recorded batch keeps its recorded shares: the same tasks in a smaller batch, or with a
     member that was not in it, are estimated (and still save tokens)."""
     policy, summary, records = recorded
-    members = [r for r in records if r.get("batch_id")]
+    members = [r for r in records if r.batch_id]
     pair = replay(changed(policy, batching={"max_batch": 2}), summary, records)
-    recorded_pair = sum(r["tokens_used"] for r in members[:2])
+    recorded_pair = sum(r.tokens_used or 0 for r in members[:2])
     assert (pair.batches, pair.batch_members) == (1, 2)
     assert pair.batch_used != recorded_pair, "two of three members: not the recorded batch"
     assert 0 < pair.saved_batch < summary.saved_batch
-    stranger = copy.deepcopy(records)
-    for record in stranger:
-        if record.get("batch_id"):
-            record["batch_id"] = "another-batch"
-            break
+    first = records.index(members[0])
+    stranger = [*records[:first], replace(members[0], batch_id="another-batch"), *records[first + 1 :]]
     mixed = replay(policy, summary, stranger)
     assert mixed.batch_members == 3 and mixed.saved_batch > 0
     assert mixed.batch_used != summary.batch_used, "a member from elsewhere: estimated"

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from gateway import logs
 from gateway.context import RequestContext
-from gateway.ledger.record import Finished, RecordBuilder
+from gateway.ledger.record import Finished, RecordBuilder, written
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
 from gateway.redact import Holdback, Redactor, remember
@@ -159,7 +159,7 @@ def test_ledger_records_carry_no_key() -> None:
     ctx.task_id = PROVIDER_KEY
     ctx.body = {"model": "m", "messages": [{"role": "user", "content": f"my key is {PROVIDER_KEY}"}]}
     done = Finished("r1", "/v1/chat/completions", 200, time.time(), 0.01, error=PROVIDER_KEY[2:12])
-    record = RecordBuilder(policy, PriceBook.from_policy(policy)).build(done, ctx)
+    record = written(RecordBuilder(policy, PriceBook.from_policy(policy)).build(done, ctx))
     assert not exposed(orjson.dumps(record).decode()), record
     assert record["request_id"] == "r1" and record["prompt"][0]["role"] == "user"
 

@@ -3,6 +3,7 @@
 
 from gateway.ledger.lifecycle import recording
 from gateway.ledger.record import Finished, RecordBuilder
+from gateway.ledger.schema import SCHEMA, LedgerRecord
 from gateway.ledger.writer import RequestLedger
 
-__all__ = ["Finished", "RecordBuilder", "RequestLedger", "recording"]
+__all__ = ["SCHEMA", "Finished", "LedgerRecord", "RecordBuilder", "RequestLedger", "recording"]

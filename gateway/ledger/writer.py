@@ -16,7 +16,7 @@ import orjson
 
 from gateway import metrics
 from gateway.context import RequestContext
-from gateway.ledger.record import Finished, RecordBuilder
+from gateway.ledger.record import Finished, RecordBuilder, written
 from gateway.ledger.sinks import FileSink, Sink, StreamSink
 from gateway.logs import get_logger
 from gateway.policy import Policy
@@ -99,7 +99,7 @@ class RequestLedger:
 
     def _encode(self, item: Item) -> bytes | None:
         try:
-            line = item if isinstance(item, dict) else self.builder.build(*item)
+            line = item if isinstance(item, dict) else written(self.builder.build(*item))
             return orjson.dumps(line)
         except Exception as exc:
             self._dropped("encode_error", 1, f"{type(exc).__name__}: {exc}")

@@ -10,6 +10,7 @@ from typing import TextIO
 
 import orjson
 
+from gateway.ledger.schema import LedgerRecord
 from gateway.policy import Policy
 from gateway.reporting.kpis import TARGETS, Summary, summarize
 from gateway.reporting.render import Table, count, pct, render, usd, verdict
@@ -25,8 +26,8 @@ UNKNOWN_NOTE = (
 )
 
 
-def replayed_summary(policy: Policy, records: list[dict[str, object]], recorded: Summary) -> Summary:
-    outcomes = asyncio.run(simulate(policy, records))  # type: ignore[arg-type]
+def replayed_summary(policy: Policy, records: list[LedgerRecord], recorded: Summary) -> Summary:
+    outcomes = asyncio.run(simulate(policy, records))
     summary = summarize(outcomes, recorded.uptime)
     summary.start, summary.end = recorded.start, recorded.end
     return summary

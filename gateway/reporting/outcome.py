@@ -5,9 +5,8 @@ replayed figure always mean the same thing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from gateway.context import Usage
+from gateway.ledger.schema import LedgerRecord
 
 BUDGET_REFUSALS = frozenset({"budget_exceeded", "budget_paused", "agent_not_in_budget"})
 
@@ -47,49 +46,27 @@ class Outcome:
         return self.tokens_used + self.saved_cache + self.saved_batch
 
 
-def ts_of(record: dict[str, Any]) -> float:
-    return float(record["ts"])
-
-
-def answer_usage(record: dict[str, Any]) -> Usage | None:
-    """The usage of the answer the caller got (for a hit: the stored answer's)."""
-    if "prompt_tokens" not in record:
-        return None
-    return Usage(int(record["prompt_tokens"]), int(record.get("completion_tokens", 0)))
-
-
-def alone_usage(record: dict[str, Any]) -> Usage | None:
-    """What the request would have cost sent on its own: its answer's usage plus what a batch saved
-    (prompt tokens only: a batch member's completion is what it would be alone)."""
-    usage = answer_usage(record)
-    if usage is None:
-        return None
-    if record.get("saved_reason") == "batch":
-        usage.prompt_tokens += int(record.get("tokens_saved", 0))
-    return usage
-
-
-def recorded(record: dict[str, Any]) -> Outcome:
+def recorded(record: LedgerRecord) -> Outcome:
     """The outcome a ledger record reports, as it happened."""
-    saved = int(record.get("tokens_saved", 0))
-    reason = record.get("saved_reason")
+    saved = record.tokens_saved or 0
+    reason = record.saved_reason
     return Outcome(
-        ts=ts_of(record),
-        endpoint=str(record.get("endpoint", "other")),
-        status=int(record.get("status", 0)),
-        latency_ms=float(record.get("latency_ms", 0.0)),
-        agent=record.get("agent"),
-        team=record.get("team"),
-        sprint=record.get("sprint"),
-        requested_model=record.get("requested_model"),
-        model=record.get("model"),
-        rule=record.get("rule"),
-        error=record.get("error"),
-        cache=record.get("cache"),
-        batch_id=record.get("batch_id"),
-        tokens_used=int(record.get("tokens_used", 0)),
+        ts=record.arrival,
+        endpoint=record.endpoint,
+        status=record.status,
+        latency_ms=record.latency_ms,
+        agent=record.agent,
+        team=record.team,
+        sprint=record.sprint,
+        requested_model=record.requested_model,
+        model=record.model,
+        rule=record.rule,
+        error=record.error,
+        cache=record.cache,
+        batch_id=record.batch_id,
+        tokens_used=record.tokens_used or 0,
         saved_cache=saved if reason == "cache" else 0,
         saved_batch=saved if reason == "batch" else 0,
-        cost_usd=record.get("cost_usd"),
-        baseline_cost_usd=record.get("baseline_cost_usd"),
+        cost_usd=record.cost_usd,
+        baseline_cost_usd=record.baseline_cost_usd,
     )

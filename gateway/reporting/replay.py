@@ -18,7 +18,6 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from typing import Any
 
 from gateway.batcher.eligibility import BatchFacts, admits
 from gateway.budget import AlertSink, BudgetManager, Hold
@@ -27,18 +26,18 @@ from gateway.cache.llmcache import scope_for, terms
 from gateway.context import RequestContext, Usage
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.ledger.record import MODEL_ENDPOINTS, routing_baseline
+from gateway.ledger.schema import LedgerRecord as Record
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.policy.budget import WebhookConfig
 from gateway.pricing import PriceBook
-from gateway.reporting.outcome import BUDGET_REFUSALS, Outcome, alone_usage, answer_usage, recorded
+from gateway.reporting.outcome import BUDGET_REFUSALS, Outcome, recorded
 from gateway.reporting.replay_batch import BatchWindow, Member, Sent, batch_sizes, shares
 from gateway.reporting.replay_cache import CacheReplay
 from gateway.router.rules import RuleSet
 from gateway.router.stage import ROUTED_ENDPOINTS
 from gateway.tokens import max_output
 
-Record = dict[str, Any]
 USD_DIGITS = 8
 """Decimals of the costs in ledger records (``gateway/ledger/record.py``)."""
 
@@ -65,7 +64,7 @@ class Replay:
     def __init__(self, policy: Policy, records: list[Record]) -> None:
         self.policy = policy
         self.records = records
-        self.now = records[0]["ts"] if records else 0.0
+        self.now = records[0].arrival if records else 0.0
         clock = self._clock
         ledger = MemoryLedger(clock=clock)
         labels = LabelLimiter(policy.metrics.max_agent_labels)
@@ -77,7 +76,7 @@ class Replay:
         self.baseline = routing_baseline(policy)
         self.cache = CacheReplay()
         self.window = BatchWindow(policy.batching)
-        self.recorded_batches = batch_sizes(record.get("batch_id") for record in records)
+        self.recorded_batches = batch_sizes(record.batch_id for record in records)
         self.upstream_ms = _upstream_times(records)
         self._outcomes: dict[int, Outcome] = {}
         """By ``id`` of the record, so :meth:`run` returns them in the records' order."""
@@ -88,7 +87,7 @@ class Replay:
 
     async def run(self) -> list[Outcome]:
         for record in self.records:
-            self.now = record["ts"]
+            self.now = record.arrival
             await self._send(self.window.due(self.now))
             await self._one(record)
         await self._send(self.window.drain())
@@ -107,7 +106,7 @@ class Replay:
         except GatewayError as exc:
             self._done(record, _refused(record, exc))
             return
-        if record.get("error") in BUDGET_REFUSALS:  # admitted now, but there is no answer to replay
+        if record.error in BUDGET_REFUSALS:  # admitted now, but there is no answer to replay
             await self._settle(hold, ctx)
             self._done(record, replace(recorded(record), unknown=True))
             return
@@ -118,19 +117,14 @@ class Replay:
             self._done(record, _refused(record, exc))
             return
         pending = Pending(record, ctx, hold, rule)
-        if record.get("status") == 200:
-            pending.alone = alone_usage(record)
+        if record.status == 200:
+            pending.alone = record.alone
         self._through_cache(pending)
-        if pending.cache != "HIT" and pending.alone is not None and self._batchable(pending):
-            key = (ctx.model, record["batch_group"], scope_for(self.policy.cache, ctx.team, ctx.agent))
+        tokens = self._batchable(pending)
+        if pending.cache != "HIT" and pending.alone is not None and tokens is not None:
+            key = (ctx.model, record.batch_group, scope_for(self.policy.cache, ctx.team, ctx.agent))
             member = Member(
-                pending,
-                self.now,
-                ctx.prompt_estimate,
-                int(record["task_tokens"]),
-                pending.alone,
-                record.get("batch_id"),
-                answer_usage(record),
+                pending, self.now, ctx.prompt_estimate, tokens, pending.alone, record.batch_id, record.usage
             )
             await self._send(self.window.join(key, member))
             return
@@ -153,32 +147,28 @@ class Replay:
 
     def _through_cache(self, pending: Pending) -> None:
         record, ctx = pending.record, pending.ctx
-        found = terms(self.policy.cache, ctx.endpoint, ctx.cache_control, bool(record.get("deterministic")))
-        content = record.get("content_key")
+        found = terms(self.policy.cache, ctx.endpoint, ctx.cache_control, bool(record.deterministic))
+        content = record.content_key
         if found is None or content is None:
             return
         ttl, read, max_age = found
         key = (content, ctx.model, scope_for(self.policy.cache, ctx.team, ctx.agent))
         entry = self.cache.lookup(key, self.now, max_age) if read else None
         if entry is not None:
-            pending.cache, pending.served = "HIT", answer_usage(record) or entry.usage
+            pending.cache, pending.served = "HIT", record.usage or entry.usage
             return
         pending.cache = "MISS" if read else "BYPASS"
         if pending.alone is not None:
-            finished = self.now + float(record.get("latency_ms", 0)) / 1000
-            self.cache.store(key, self.now, finished, ttl, answer_usage(record) or pending.alone)
+            finished = self.now + record.latency_ms / 1000
+            self.cache.store(key, self.now, finished, ttl, record.usage or pending.alone)
 
-    def _batchable(self, pending: Pending) -> bool:
+    def _batchable(self, pending: Pending) -> int | None:
+        """The task's token estimate when the other policy would batch the request, else None."""
         record = pending.record
-        if "batch_group" not in record or "task_tokens" not in record:
-            return False
-        facts = BatchFacts(
-            record.get("task_type"),
-            record.get("lines"),
-            record.get("batchable"),
-            tokens=int(record["task_tokens"]),
-        )
-        return admits(self.policy.batching, facts)
+        if record.batch_group is None or record.task_tokens is None:
+            return None
+        facts = BatchFacts(record.task_type, record.lines, record.batchable, tokens=record.task_tokens)
+        return record.task_tokens if admits(self.policy.batching, facts) else None
 
     async def _send(self, groups: list[Sent]) -> None:
         for sent_at, members in groups:
@@ -236,43 +226,43 @@ class Replay:
         """The gateway's own time, plus the provider's (recorded, or typical for the model when the
         request was a hit then), plus the time in the batch window."""
         record = pending.record
-        upstream = float(record.get("upstream_ms", 0))
-        own = max(0.0, float(record.get("latency_ms", 0)) - upstream)
+        upstream = record.upstream_ms or 0.0
+        own = max(0.0, record.latency_ms - upstream)
         if pending.cache == "HIT":
             return own
-        if record.get("cache") == "HIT":
+        if record.cache == "HIT":
             call = self.upstream_ms.get(pending.ctx.model, self.upstream_ms.get("", 0.0))
         else:
-            call = max(0.0, upstream - float(record.get("batch_wait_ms", 0)))
+            call = max(0.0, upstream - (record.batch_wait_ms or 0.0))
         return own + call + pending.wait_s * 1000
 
 
 def _replayable(record: Record) -> bool:
     """Requests the stages can decide again: those that got past the door (401s and bad JSON never
     did), and that were answered, failed upstream or were refused by the budget. Other refusals stay."""
-    if "agent" not in record or record.get("endpoint") not in MODEL_ENDPOINTS:
+    if not record.identified or record.endpoint not in MODEL_ENDPOINTS:
         return False
-    status = int(record.get("status", 0))
-    return status == 200 or status >= 499 or record.get("error") in BUDGET_REFUSALS
+    status = record.status
+    return status == 200 or status >= 499 or record.error in BUDGET_REFUSALS
 
 
 def _context(record: Record) -> RequestContext:
     """The request as the stages see it, rebuilt from its record (no prompt text is needed)."""
     return RequestContext(
-        request_id=str(record.get("request_id", "")),
-        endpoint=str(record["endpoint"]),
-        agent=str(record["agent"]),
-        team=str(record.get("team", "default")),
-        task_type=record.get("task_type"),
-        priority=record.get("priority"),
-        sprint=record.get("sprint"),
-        lines_estimate=record.get("lines"),
-        batchable=record.get("batchable"),
-        cache_control=record.get("cache_control"),
-        body={"max_tokens": record["max_tokens"]} if record.get("max_tokens") else {},
-        stream=bool(record.get("stream")),
-        requested_model=str(record.get("requested_model", "")),
-        prompt_estimate=int(record.get("prompt_estimate", 0)),
+        request_id=record.request_id,
+        endpoint=record.endpoint,
+        agent=record.agent or "",
+        team=record.team or "default",
+        task_type=record.task_type,
+        priority=record.priority,
+        sprint=record.sprint,
+        lines_estimate=record.lines,
+        batchable=record.batchable,
+        cache_control=record.cache_control,
+        body={"max_tokens": record.max_tokens} if record.max_tokens else {},
+        stream=bool(record.stream),
+        requested_model=record.requested_model or "",
+        prompt_estimate=record.prompt_estimate or 0,
     )
 
 
@@ -280,7 +270,7 @@ def _refused(record: Record, exc: GatewayError) -> Outcome:
     outcome = replace(recorded(record), status=exc.status, error=exc.code, cache=None, batch_id=None)
     outcome.tokens_used = outcome.saved_cache = outcome.saved_batch = 0
     outcome.cost_usd = outcome.baseline_cost_usd = None
-    outcome.latency_ms = max(0.0, outcome.latency_ms - float(record.get("upstream_ms", 0)))
+    outcome.latency_ms = max(0.0, outcome.latency_ms - (record.upstream_ms or 0.0))
     return outcome
 
 
@@ -288,13 +278,13 @@ def _upstream_times(records: list[Record]) -> dict[str, float]:
     """Median provider time per model (and overall, under ``""``) of the recorded provider calls."""
     times: dict[str, list[float]] = defaultdict(list)
     for record in records:
-        if record.get("status") == 200 and record.get("cache") != "HIT" and "upstream_ms" in record:
-            call = float(record["upstream_ms"]) - float(record.get("batch_wait_ms", 0))
-            times[str(record.get("model", ""))].append(call)
+        if record.status == 200 and record.cache != "HIT" and record.upstream_ms is not None:
+            call = record.upstream_ms - (record.batch_wait_ms or 0.0)
+            times[record.model or ""].append(call)
             times[""].append(call)
     return {model: statistics.median(values) for model, values in times.items()}
 
 
 async def simulate(policy: Policy, records: list[Record]) -> list[Outcome]:
-    """Every record's outcome under ``policy`` (records sorted by arrival, each with ``ts``)."""
+    """Every record's outcome under ``policy`` (records sorted by arrival)."""
     return await Replay(policy, records).run()

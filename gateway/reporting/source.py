@@ -1,8 +1,8 @@
 """Reading a ledger back: the Redis stream (in pages) or the JSONL file (and its rotated parts), plus the
 heartbeat spans that give the uptime, filtered by sprint and time.
 
-Each record read gains ``ts``, the unix time of its ``time`` field, and the result is sorted by it
-(arrival order, which is what the replay needs; records are written in completion order).
+Records are read as :class:`gateway.ledger.schema.LedgerRecord` (any schema version) and sorted by
+arrival (which is what the replay needs; records are written in completion order).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import orjson
 import redis
 
 from gateway.heartbeat import HEARTBEAT_LINE, Span
+from gateway.ledger.schema import LedgerRecord
 from gateway.ledger.sinks import STREAM_FIELD, files_oldest_first
 from gateway.policy import Policy
 from gateway.reporting.progress import Progress
@@ -51,19 +52,19 @@ class Selection:
     since: float | None = None
     until: float | None = None
 
-    def keep(self, record: dict[str, Any]) -> bool:
-        ts = record["ts"]
+    def keep(self, record: LedgerRecord) -> bool:
+        ts = record.arrival
         if self.since is not None and ts < self.since:
             return False
         if self.until is not None and ts >= self.until:
             return False
-        return self.sprint is None or record.get("sprint") == self.sprint
+        return self.sprint is None or record.sprint == self.sprint
 
 
 @dataclass(slots=True)
 class LedgerData:
     source: str
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[LedgerRecord] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
     unreadable: int = 0
     """Lines or entries that were not valid records (skipped)."""
@@ -75,22 +76,22 @@ class LedgerData:
             self.spans.append(Span.from_dict(row))
         else:
             try:
-                row["ts"] = datetime.fromisoformat(row["time"]).timestamp()
+                record = LedgerRecord.from_record(row)
             except (KeyError, TypeError, ValueError):
                 self.unreadable += 1
                 return
-            if selection.keep(row):
-                self.records.append(row)
+            if selection.keep(record):
+                self.records.append(record)
 
     def period(self, selection: Selection) -> tuple[float, float] | None:
         """The period the figures are about: the selection's bounds, else from the first arrival to the
         last finish among the records."""
         start = selection.since
         if start is None:
-            start = min((r["ts"] for r in self.records), default=None)
+            start = min((r.arrival for r in self.records), default=None)
         end = selection.until
         if end is None:
-            end = max((r["ts"] + float(r.get("latency_ms", 0)) / 1000 for r in self.records), default=None)
+            end = max((r.arrival + r.latency_ms / 1000 for r in self.records), default=None)
         return None if start is None or end is None else (start, end)
 
 
@@ -102,7 +103,7 @@ def read_ledger(
         data = _read_redis(location, policy, selection, show_progress)
     else:
         data = _read_file(Path(location), selection, show_progress)
-    data.records.sort(key=lambda r: r["ts"])
+    data.records.sort(key=lambda r: r.arrival)
     return data
 
 
