@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from prometheus_client.metrics import MetricWrapperBase
 
+from gateway import metrics
+from gateway.autoscaler import metrics as autoscaler_metrics
 from gateway.policy import Policy
 from gateway.policy.reference import COMMAND, anchor, render, section_models
 
@@ -82,6 +85,19 @@ def test_link_checker_finds_missing_files_and_headings(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert broken_links(page) == ["missing.md (no such file)", "other.md#nope (no such heading)"]
+
+
+def test_every_metric_is_documented() -> None:
+    names = {
+        obj._name + ("_total" if obj._type == "counter" else "")
+        for module in (metrics, autoscaler_metrics)
+        for obj in vars(module).values()
+        if isinstance(obj, MetricWrapperBase)
+    }
+    names |= set(re.findall(r'GaugeMetricFamily\(\s*"(\w+)"', Path(metrics.__file__).read_text()))
+    documented = set(re.findall(r"`(\w+)`", (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")))
+    assert names - documented == set(), "add these metrics to docs/metrics.md"
+    assert {"llm_cache_hit_rate", "autoscaler_errors_total"} <= names
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:
