@@ -47,7 +47,7 @@ _SCALARS = {
 }
 _BOUNDS = (("ge", "≥ {}"), ("gt", "> {}"), ("le", "≤ {}"), ("lt", "< {}"), ("min_length", "at least {}"))
 _UNITS = {"_bytes": ("MiB", 1024 * 1024), "_s": ("days", 86400)}
-"""Round defaults of keys ending so are also shown in the unit a reader thinks in."""
+"""Keys ending so show a round default also in the unit a reader thinks in (10485760 (10 MiB))."""
 
 
 def render() -> str:
