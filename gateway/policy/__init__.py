@@ -33,19 +33,34 @@ WILDCARD = "*"
 
 
 class Policy(Section):
+    """The whole policy file; every section is optional."""
+
     server: ServerConfig = ServerConfig()
+    """Listen address, worker processes, body size limit, shutdown drain, admin key."""
     store: StoreConfig = StoreConfig()
+    """Shared state: Redis, or the in-process memory store."""
     auth: AuthConfig = AuthConfig()
+    """Gateway keys, and the agent and team each one stands for."""
     providers: dict[str, ProviderConfig] = {}
+    """The upstream APIs, by name."""
     models: dict[str, ModelConfig] = {}
+    """The models agents may ask for, by name, with their provider, tier, context window and fallbacks."""
     logging: LoggingConfig = LoggingConfig()
+    """Structured logs on stdout."""
     metrics: MetricsConfig = MetricsConfig()
+    """Prometheus metrics."""
     cache: CacheConfig = CacheConfig()
+    """The response cache."""
     batching: BatchingConfig = BatchingConfig()
+    """Micro-batching of small similar tasks."""
     routing: RoutingConfig = RoutingConfig()
+    """Model routing: aliases and rules."""
     budgets: BudgetConfig = BudgetConfig()
+    """Token budgets per sprint."""
     autoscaler: AutoscalerConfig = AutoscalerConfig()
+    """The autoscaler sidecar (``llm-gateway autoscale``)."""
     ledger: LedgerConfig = LedgerConfig()
+    """The request ledger and heartbeats, for ``llm-gateway report`` and ``replay``."""
 
 
 def default_policy_path() -> Path:

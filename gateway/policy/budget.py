@@ -1,6 +1,6 @@
 """Schema of the ``budgets`` policy section: sprints with a token total, per-agent shares and actions.
 
-Seed section 6: a sprint's tokens are a limited energy shared by its agents; the operator is warned at
+A sprint's tokens are a limited energy shared by its agents; the operator is warned at
 ``alert_at``, new work is blocked at ``block_at``, and the gateway reacts before that (cheaper models,
 pausing non-critical work, lending unused budget to critical work). Everything is checked at load time
 (:func:`check_budgets`), so a typo is a start-up error naming the key.
@@ -24,44 +24,67 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class PauseAction(Section):
+    """Pause non-critical work: refuse P2/P3 requests with a 429 ``budget_paused`` past ``at``."""
+
     enabled: bool = False
+    """Turns the pause on for this sprint."""
     at: float = Field(0.9, gt=0, le=2)
     """Sprint-wide fraction used past which P2/P3 requests are refused while P0/P1 go on."""
 
 
 class BudgetActions(Section):
+    """What the gateway does as a budget runs low, each switchable per sprint."""
+
     downgrade: bool = True
-    """Past ``alert_at`` the router sends the agent to a cheaper tier (``ctx.downgrade``)."""
+    """Once the agent (or the sprint) has used ``alert_at`` of its budget, the router picks one tier
+    cheaper for the requests it routes, never below ``routing.downgrade_floor``."""
     pause_non_critical: PauseAction = PauseAction()
+    """Past a share of the sprint's budget, P2/P3 requests are refused while P0/P1 go on."""
     redistribute: bool = False
     """An agent at its limit may borrow budget other agents have not used, for P0/P1 requests only."""
 
 
 class WebhookConfig(Section):
+    """Where budget alerts are POSTed, from a background task (never on the request path)."""
+
     url: str = ""
     """POSTed one JSON event per threshold crossing; empty: no webhook."""
     attempts: int = Field(3, ge=1, le=10)
+    """Tries per event, the first included."""
     timeout_s: float = Field(5.0, gt=0)
+    """Longest wait for one try."""
     backoff_s: float = Field(0.5, ge=0)
+    """Wait before the second try; it doubles at each try after that."""
     headers: dict[str, str] = {}
+    """Extra headers of every POST (e.g. an ``Authorization`` the receiver expects)."""
 
 
 class SprintConfig(Section):
+    """A sprint: a period, a token total for it, and the agents that share it."""
+
     id: str = Field(pattern=_SPRINT_ID)
+    """The sprint's name (``X-Sprint``, metrics, admin API): letters, digits and ``_ . -``."""
     start: datetime | None = None
+    """When it starts (UTC unless the time says otherwise); unset: it has always run."""
     end: datetime | None = None
+    """When it ends; unset: it never ends. Not allowed with ``every``."""
     every: timedelta | None = None
-    """A recurring sprint: periods of this length from ``start`` (``14d``, ``12h``, ISO 8601, seconds)."""
+    """A recurring sprint: periods of this length from ``start`` (``14d``, ``12h``, ``30m``, ISO 8601, or
+    seconds), each with a whole budget. Needs ``start``, excludes ``end``."""
     total_tokens: int = Field(ge=1)
+    """The sprint's budget per period, in provider tokens (prompt + completion)."""
     agents: list[str] | int = Field(0)
     """Agent names, or a count (the first N distinct agents seen in a period take the seats)."""
     per_agent: dict[str, int] = {}
     """Explicit budgets; the other agents split what is left equally."""
     alert_at: float = Field(0.8, gt=0, le=2)
+    """Share of a budget used at which an alert is raised and the ``downgrade`` action starts."""
     block_at: float = Field(1.0, gt=0, le=2)
+    """Share of a budget at which new requests are refused (429); at least ``alert_at``."""
     low_remaining: float = Field(0.1, ge=0, lt=1)
     """Alert once when the sprint's remaining budget falls under this fraction."""
     actions: BudgetActions = BudgetActions()
+    """What the gateway does as the budget runs low."""
     unknown_agents: Literal["refuse", "share"] = "refuse"
     """Agents not in the sprint: refused (403), or given ``unknown_agent_tokens`` each."""
     unknown_agent_tokens: int | None = Field(None, ge=1)
@@ -123,10 +146,12 @@ class SprintConfig(Section):
 
 
 class BudgetConfig(Section):
+    """Token budgets per sprint, enforced atomically across every worker and replica sharing the store."""
+
     sprints: list[SprintConfig] = []
     """Empty: no budget is enforced (the stage costs nothing)."""
     default_max_tokens: int = Field(4096, ge=1)
-    """Completion tokens reserved when a request sets no max tokens."""
+    """Completion tokens reserved when a request sets no ``max_tokens`` / ``max_completion_tokens``."""
     reservation_ttl_s: float = Field(1200.0, gt=0)
     """A reservation not committed within this time (its gateway died) is dropped; keep it above your
     longest request."""
@@ -135,6 +160,7 @@ class BudgetConfig(Section):
     on_store_error: Literal["refuse", "allow"] = "refuse"
     """The store cannot be reached: refuse budgeted requests (503) or let them through unaccounted."""
     webhook: WebhookConfig = WebhookConfig()
+    """Alert webhook."""
 
 
 def check_budgets(config: BudgetConfig, file: str) -> None:

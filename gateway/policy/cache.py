@@ -1,4 +1,4 @@
-"""Schema of the ``cache`` policy section (the LLMCache of the seed, section 3)."""
+"""Schema of the ``cache`` policy section: repeated requests answered from the store."""
 
 from __future__ import annotations
 
@@ -10,22 +10,32 @@ from gateway.policy.core import Section
 
 
 class CacheConfig(Section):
+    """The response cache: identical requests answered from the store, identical concurrent ones sent to
+    the provider once (singleflight)."""
+
     enabled: bool = True
+    """Turns the cache on or off."""
     scope: Literal["global", "team", "agent"] = "team"
-    """Who may share an answer: everyone, one team, or one agent. Never wider than this."""
+    """Who may share an answer: everyone, one team, or one agent. Never wider than this. With ``agent``,
+    keys without an agent let clients name the agent only with ``trust_agent_header: true``."""
     ttl_s: float = Field(7200.0, gt=0)
+    """Entry lifetime in seconds; ``Cache-Control: max-age=N`` may ask for less, never more."""
     only_deterministic: bool = False
-    """Cache only requests with temperature 0 or a seed (off by default, as peers do)."""
+    """Cache only requests with ``temperature: 0`` or a ``seed`` (the sampling parameter); off by default,
+    as in other gateways."""
     max_entry_bytes: int = Field(1024 * 1024, ge=1024)
+    """Larger answers are not stored (a longer stream is relayed, not collected)."""
     endpoints: list[Literal["chat.completions", "completions", "embeddings"]] = [
         "chat.completions",
         "completions",
         "embeddings",
     ]
+    """The endpoints whose answers are cached."""
     lock_ttl_s: float = Field(30.0, gt=0)
     """How long a leader may hold the cross-replica singleflight lock before another takes over."""
     wait_timeout_s: float = Field(60.0, gt=0)
     """How long identical requests wait for the leader's answer before calling the provider themselves."""
     poll_interval_s: float = Field(0.05, gt=0)
+    """How often a waiter in another process looks for the leader's stored answer."""
     replay_chunk_chars: int = Field(24, ge=1)
     """Size of the content pieces when a cached answer is replayed as a stream."""

@@ -9,34 +9,54 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class Section(BaseModel):
-    """Base for every policy section: unknown keys are errors, values are immutable after load."""
+    """Base for every policy section: unknown keys are errors, values are immutable after load. The string
+    literal after a field is its documentation (``Field.description``), from which docs/policy.md is built."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ServerConfig(Section):
+    """The HTTP listener of ``llm-gateway serve`` (``--host``, ``--port`` and ``--workers`` override it)."""
+
     host: str = "0.0.0.0"
+    """Address to listen on."""
     port: int = Field(8080, ge=1, le=65535)
+    """Port to listen on."""
     workers: int = Field(1, ge=1, le=256)
+    """Serving processes sharing the port; above 1 needs a shared store (``store.url``), since cache,
+    budgets and logs must be shared between them."""
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    """Larger request bodies get a 413."""
     drain_timeout_s: float = Field(30.0, ge=0)
+    """After SIGTERM the gateway stops accepting connections and gives in-flight requests this long to
+    finish, then exits 0."""
     header_timeout_s: float = Field(10.0, gt=0)
     """A client must send a whole request head within this long of connecting (on a kept-alive connection:
     of its first byte), else it gets 408 and is disconnected, so slow clients cannot hold connections."""
     keepalive_timeout_s: float = Field(75.0, gt=0)
     """An idle kept-alive connection closes after this long (keep it above a load balancer's idle timeout)."""
     admin_key: str = ""
+    """Bearer key of the ``/admin/*`` API; empty disables it. The default policy reads
+    ``${GATEWAY_ADMIN_KEY:-}``."""
 
 
 class StoreConfig(Section):
+    """Where shared state lives: cache entries, budget counters, the routing log, locks, the ledger."""
+
     url: str = ""
-    """``redis://`` / ``rediss://`` URL; empty means the in-process memory store."""
+    """``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, password in the URL; empty means the in-process
+    memory store (one process). The default policy reads ``${REDIS_URL:-}``."""
     prefix: str = "llmgw:"
+    """Prefix of every Redis key the gateway and the autoscaler write (streams are named as given)."""
     memory_max_items: int = Field(100_000, ge=1)
+    """Entries the in-process memory store keeps; the least recently used go first."""
     memory_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
-    """Bounds of the in-process memory store (the oldest-used entries go first)."""
+    """Bytes the in-process memory store keeps; the least recently used entries go first."""
     max_connections: int = Field(64, ge=1)
+    """Redis connection pool size per process; beyond it an operation waits for a free connection (up to
+    ``socket_timeout_s``)."""
     socket_timeout_s: float = Field(2.0, gt=0)
+    """Redis connect, read and pool-wait timeout; a store that does not answer in time is an error."""
 
 
 NAME_PATTERN = r"^[A-Za-z0-9_.@\-]{1,128}$"
@@ -46,13 +66,21 @@ NAME_RULE = "1-128 characters of letters, digits and _ . @ -"
 
 
 class ApiKey(Section):
+    """One gateway key, which agents send as ``OPENAI_API_KEY`` (``Authorization: Bearer``). Give exactly one
+    of ``key`` and ``key_sha256``."""
+
     key: str | None = None
+    """The key in clear text."""
     key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    """The key's SHA-256 in hex, so the policy file holds no usable key."""
     agent: str | None = None
+    """The agent this key belongs to; then ``X-Agent-Id`` is ignored. Unset: see ``trust_agent_header``."""
     team: str = "default"
+    """The team of the key's requests (cache scope ``team``, metrics, ledger)."""
     trust_agent_header: bool | None = None
-    """A key without an agent: may the client name its agent (``X-Agent-Id``, body ``user``)? Unset: only
-    when the policy keeps neither answers nor budgets per agent."""
+    """A key without an agent: may the client name its agent (``X-Agent-Id``, body ``user``)? Unset: yes,
+    unless the policy keeps something per agent (``cache.scope: agent`` or any ``budgets.sprints``). A
+    key that does not trust the client answers ``X-Agent-Id`` with a 403. Not allowed with ``agent``."""
 
     @field_validator("agent", "team")
     @classmethod
@@ -71,14 +99,23 @@ class ApiKey(Section):
 
 
 class AuthConfig(Section):
+    """Who may call the gateway."""
+
     keys: list[ApiKey] = []
-    """Empty list: open mode (any or no key is accepted; a warning is logged at start)."""
+    """The gateway keys. Empty list: open mode (any or no key is accepted, and clients name their agent;
+    a warning is logged at start)."""
 
 
 class RetryConfig(Section):
+    """Retries of connection errors, 429 and 5xx, with exponential backoff and jitter, honouring
+    ``Retry-After``; then the model's ``fallbacks`` are tried."""
+
     attempts: int = Field(3, ge=1, le=10)
+    """Tries in all, the first included."""
     backoff_base_s: float = Field(0.2, ge=0)
+    """Wait before the second try; it doubles at each try after that."""
     backoff_max_s: float = Field(8.0, ge=0)
+    """Longest wait between two tries."""
     deadline_s: float = Field(60.0, gt=0)
     """No retry starts after this many seconds from the first attempt."""
 
@@ -89,15 +126,27 @@ DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1"}
 
 
 class ProviderConfig(Section):
+    """One upstream API, with its own connection pool."""
+
     type: Literal["openai", "litellm"] = "openai"
+    """``openai``: any OpenAI-compatible API. ``litellm``: Anthropic, Gemini, Bedrock, Ollama and others
+    through litellm (``pip install 'llm-gateway[litellm]'``)."""
     base_url: str = ""
-    """Empty for ``type: litellm`` means litellm's own default for the model's provider."""
+    """Where to reach it. Not given: ``https://api.openai.com/v1`` for ``type: openai``; for ``type:
+    litellm``, litellm's own default for the model's provider."""
     api_key: str = ""
+    """The gateway's provider key; it never reaches a client. The default policy reads
+    ``${OPENAI_API_KEY:-}``."""
     timeout_s: float = Field(600.0, gt=0)
+    """Longest wait for a whole answer, or between two chunks of a stream."""
     connect_timeout_s: float = Field(10.0, gt=0)
+    """Longest wait for a connection."""
     max_connections: int = Field(512, ge=1)
+    """Connections the provider's pool keeps open at most."""
     retry: RetryConfig = RetryConfig()
+    """How failures of this provider are retried."""
     headers: dict[str, str] = {}
+    """Extra headers sent with every request to this provider."""
     litellm_prefix: str = ""
     """For ``type: litellm``: prepended to the model name (e.g. ``anthropic/``)."""
 
@@ -110,27 +159,44 @@ class ProviderConfig(Section):
 
 
 class Price(Section):
+    """USD per million tokens (cost and savings metrics, ledger costs)."""
+
     input_per_mtok: float = Field(ge=0)
+    """USD per million prompt tokens."""
     output_per_mtok: float = Field(ge=0)
+    """USD per million completion tokens."""
 
 
 class ModelConfig(Section):
+    """A model agents may ask for. An entry named ``"*"`` sends any other model name to its provider
+    (without one, an unknown model is a 404)."""
+
     provider: str
+    """The ``providers`` entry that serves it."""
     upstream_model: str | None = None
     """Name sent to the provider; defaults to the model's own name."""
     tier: Literal["small", "medium", "large"] = "medium"
+    """Its size class, for routing rules that pick a tier."""
     context_window: int = Field(128_000, ge=1)
+    """Prompt plus completion tokens it accepts (the router's context guard)."""
     fallbacks: list[str] = []
+    """Other declared models tried in order when this one fails after its retries."""
     price: Price | None = None
     """USD per million tokens; when absent, litellm's model price map is used if installed."""
 
 
 class LoggingConfig(Section):
+    """JSON lines on stdout; keys and ``Authorization`` values are never logged."""
+
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level written."""
     requests: bool = True
-    """One JSON line per request."""
+    """One JSON line per request, at ``info``. Not read yet: the line is written either way."""
 
 
 class MetricsConfig(Section):
+    """The Prometheus metrics on ``/metrics``."""
+
     max_agent_labels: int = Field(200, ge=1)
-    """Agents beyond this many distinct names share the label ``_other`` (bounded cardinality)."""
+    """Agent and model label values beyond this many distinct names share the label ``_other`` (bounded
+    cardinality)."""

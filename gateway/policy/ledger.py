@@ -1,4 +1,4 @@
-"""Schema of the ``ledger`` policy section: one record per request and the heartbeats (seed section 9).
+"""Schema of the ``ledger`` policy section: one record per request and the heartbeats.
 
 The ledger is what ``llm-gateway report`` and ``llm-gateway replay`` read. With Redis it is a capped
 stream shared by every worker and replica; with the memory store it is a local JSONL file, bounded by
@@ -13,7 +13,11 @@ from gateway.policy.core import Section
 
 
 class LedgerConfig(Section):
+    """The request ledger (one record per ``/v1/*`` request) and the heartbeats, read by ``llm-gateway
+    report`` and ``llm-gateway replay``."""
+
     enabled: bool = True
+    """Write the request ledger."""
     stream: str = Field("llm_ledger", min_length=1)
     """Redis stream of request records (used as given, like ``model_routing_log``)."""
     maxlen: int = Field(200_000, ge=100)
@@ -35,5 +39,6 @@ class LedgerConfig(Section):
     heartbeat_stream: str = Field("llm_heartbeats", min_length=1)
     """Redis stream of finished heartbeat spans (a live span is a key per instance)."""
     heartbeat_maxlen: int = Field(10_000, ge=10)
+    """Approximate cap of the heartbeat stream."""
     heartbeat_retain_s: float = Field(35 * 86400, gt=0)
     """How long the key of an instance that stopped beating (a crash) stays readable."""

@@ -74,7 +74,7 @@ def describe_validation_error(file: str, exc: ValidationError) -> ConfigError:
     path = ".".join(str(p) for p in first["loc"])
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        message = "unknown key (check the spelling against the README)"
+        message = "unknown key (check the spelling against docs/policy.md)"
     if "input" in first and first["type"] not in ("missing", "extra_forbidden"):
         shown = repr(first["input"])
         if len(shown) <= 60 and "key" not in path.lower():

@@ -27,17 +27,22 @@ class Conditions(Section):
     requested: list[str] | None = None
     """The alias or model name the agent asked for."""
     prompt_tokens_above: int | None = Field(None, ge=0)
+    """The prompt estimate is above this many tokens (bounds are strict)."""
     prompt_tokens_below: int | None = Field(None, ge=1)
+    """The prompt estimate is below this many tokens."""
     task_types: list[str] | None = None
     """``X-Task-Type`` values; a request without the header does not match."""
     priorities: list[Priority] | None = None
     """``X-Priority``; a request without it counts as ``routing.default_priority``."""
     lines_above: int | None = Field(None, ge=0)
+    """``X-Lines-Estimate`` is above this; a request without the header matches no lines condition."""
     lines_below: int | None = Field(None, ge=1)
-    """``X-Lines-Estimate``; a request without the header matches no lines condition."""
+    """``X-Lines-Estimate`` is below this; a request without the header matches no lines condition."""
     budget_left_below: float | None = Field(None, gt=0, le=1)
+    """Fraction (0..1) of the agent's or sprint's budget left is below this; unknown (no sprint applies)
+    matches neither budget condition."""
     budget_left_above: float | None = Field(None, ge=0, lt=1)
-    """Fraction of the agent's or sprint's budget left; unknown (no budget stage) matches neither."""
+    """Fraction (0..1) of the agent's or sprint's budget left is above this."""
 
     @model_validator(mode="after")
     def _satisfiable(self) -> Conditions:
@@ -65,7 +70,9 @@ class Choice(Section):
     """What a rule picks: one named model, or a tier (its first listed candidate that fits)."""
 
     model: str | None = None
+    """A declared model, used as named."""
     tier: Tier | None = None
+    """A tier: its first ``routing.candidates`` entry whose context window fits the request."""
 
     @model_validator(mode="after")
     def _one(self) -> Choice:
@@ -75,12 +82,20 @@ class Choice(Section):
 
 
 class Rule(Section):
+    """One routing rule: if every condition in ``when`` holds, ``use`` picks the model."""
+
     name: str = Field(pattern=_NAME)
+    """Shown in ``X-Gateway-Route-Reason`` as ``rule:NAME``, in metrics and the decision log. ``default``,
+    ``requested`` and ``fallback`` are reserved."""
     when: Conditions = Conditions()
+    """The conditions; missing facts (no header, no budget) never match."""
     use: Choice
+    """What the rule picks."""
 
 
 class RoutingConfig(Section):
+    """Model routing: agents ask for an alias and the gateway picks the cheapest adequate model."""
+
     aliases: list[str] = []
     """Model names agents may send to let the gateway choose (e.g. ``auto``); empty: routing is off."""
     rewrite_concrete_models: bool = False
@@ -90,7 +105,9 @@ class RoutingConfig(Section):
     rules: list[Rule] = []
     """Ordered; the first rule whose conditions all hold wins."""
     default: Choice = Choice(tier="small")
+    """What an alias gets when no rule matches."""
     default_priority: Priority = "P2"
+    """The priority of requests without ``X-Priority``."""
     priority_shift: dict[Priority, int] = {}
     """Tiers to move a tier choice up (+) or down (-) by priority, e.g. ``{P0: 1}``."""
     downgrade_floor: dict[Priority, Tier] = {}
@@ -101,6 +118,7 @@ class RoutingConfig(Section):
     baseline_model: str | None = None
     """What an alias request is priced against for the savings metric; empty: the first large candidate."""
     log_stream: str = Field("model_routing_log", min_length=1)
+    """Redis stream of routing decisions (used as given, without ``store.prefix``)."""
     log_maxlen: int = Field(10_000, ge=10)
     """Approximate cap of the decision log (Redis ``XADD MAXLEN ~``; the memory store keeps exactly this)."""
 

@@ -16,7 +16,7 @@ FORMATS = ("table", "json", "markdown")
 
 def add(commands: Any) -> None:
     """Declare both subcommands on the ``llm-gateway`` parser's subparsers."""
-    report = commands.add_parser("report", help="the seed's KPIs and what is behind them, from the ledger")
+    report = commands.add_parser("report", help="the KPIs against their targets, from the ledger")
     report.add_argument("--config", help="policy file (default: $GATEWAY_CONFIG or policies/default.yaml)")
     report.add_argument(
         "--ledger", help="ledger file or redis:// URL (default: the policy's store.url, else ledger.file)"

@@ -40,7 +40,7 @@ def _pair(label: str, before: str, after: str) -> list[str]:
 def tables(recorded: Summary, replayed: Summary) -> list[Table]:
     old, new = recorded.kpis(), replayed.kpis()
     kpis = Table(
-        "KPIs (seed section 9)",
+        "KPIs against their targets",
         ["KPI", "recorded", "replayed", "target", "replayed result"],
         [
             [

@@ -1,6 +1,6 @@
-"""The seed's KPIs (section 9) and the breakdowns behind them, computed from request outcomes.
+"""The KPIs and the breakdowns behind them, computed from request outcomes.
 
-Definitions (also in the README, "Ledger, KPIs and what-if replay"):
+Definitions (also in docs/ledger.md, "KPIs"):
 
 - cache hit rate = hits / (hits + misses); bypassed requests (cache off, ``no-store``...) count in neither.
 - token reduction = 1 - tokens used / baseline tokens. Baseline: the same requests with no cache (a hit

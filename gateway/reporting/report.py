@@ -1,4 +1,4 @@
-"""``llm-gateway report``: the seed's KPI table and what is behind it, from the ledger.
+"""``llm-gateway report``: the KPIs against their targets and what is behind them, from the ledger.
 
 KPIs with value, target and pass/fail; the baseline spelled out (the same requests with no cache, no
 batching and no routing) with tokens and cost saved; requests by outcome; tokens per agent; the
@@ -91,7 +91,7 @@ def request_rows(summary: Summary) -> list[list[str]]:
 def tables(summary: Summary) -> list[Table]:
     kpis = summary.kpis()
     kpi_table = Table(
-        "KPIs (seed section 9)",
+        "KPIs against their targets",
         ["KPI", "value", "target", "result"],
         [[t.label, kpi_text(t, kpis[t.name]), goal_text(t), verdict(t.met(kpis[t.name]))] for t in TARGETS],
     )
