@@ -105,8 +105,13 @@ class ProviderConfig(Section):
 
 
 class Price(Section):
+    """USD per million tokens. Cached input (read from the provider's prompt cache) and cache writes
+    cost the input rate unless given."""
+
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    cache_write_per_mtok: float | None = Field(None, ge=0)
 
 
 class ModelConfig(Section):
@@ -117,11 +122,13 @@ class ModelConfig(Section):
     context_window: int = Field(128_000, ge=1)
     fallbacks: list[str] = []
     price: Price | None = None
-    """USD per million tokens; when absent, litellm's model price map is used if installed."""
+    """Overrides the model's price in the genai-prices data (the default source)."""
 
 
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: readable lines when the log goes to a terminal, JSON lines otherwise."""
     requests: bool = True
     """One JSON line per request."""
 
