@@ -1,4 +1,5 @@
-"""Structured JSON logs (structlog), one line per event, with secrets scrubbed before rendering."""
+"""Structured logs (structlog), one line per event, with secrets scrubbed before rendering: readable
+lines on a terminal, JSON lines otherwise (``logging.format``)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,18 @@ def _dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default).decode()
 
 
-def configure(level: str = "info") -> None:
-    """Route structlog to stdout as JSON lines; called once per process at start."""
+def renderer(fmt: str = "auto", stream: Any = None) -> Any:
+    """The last processor: ``console`` (colours on a terminal), ``json``, or ``auto`` (console when
+    ``stream``, where the lines go, is a terminal)."""
+    stream = stream or sys.stdout
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    if fmt == "console" or (fmt == "auto" and tty):
+        return structlog.dev.ConsoleRenderer(colors=tty)
+    return structlog.processors.JSONRenderer(serializer=_dumps)
+
+
+def configure(level: str = "info", fmt: str = "auto") -> None:
+    """Route structlog to stdout (see :func:`renderer`); called once per process at start."""
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, stream=sys.stdout, format="%(message)s")
     structlog.configure(
@@ -39,7 +50,7 @@ def configure(level: str = "info") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _scrub,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=_dumps),
+            renderer(fmt, sys.stdout),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),

@@ -13,7 +13,7 @@ from gateway.policy import Policy
 
 def run_worker(policy: Policy, host: str, port: int, reuse_port: bool = False) -> int:
     """Serve until SIGTERM/SIGINT; in-flight requests get ``server.drain_timeout_s`` to finish."""
-    logs.configure(policy.logging.level)
+    logs.configure(policy.logging.level, policy.logging.format)
     try:
         import uvloop
 
