@@ -142,6 +142,7 @@ def test_ledger_file_defaults_to_the_state_directory(monkeypatch: pytest.MonkeyP
     assert LedgerConfig().file == str(tmp_path / "xdg/llm-gateway/ledger.jsonl")
     monkeypatch.setenv("GATEWAY_STATE_DIR", str(tmp_path / "state"))
     assert LedgerConfig().file == str(tmp_path / "state/ledger.jsonl")
+    assert Policy.model_validate({}).ledger.file == str(tmp_path / "state/ledger.jsonl"), "read at load"
 
 
 def test_the_ledger_file_is_created_in_the_state_directory_on_first_write(

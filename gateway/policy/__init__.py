@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from gateway.policy.autoscaler import AutoscalerConfig
 from gateway.policy.batching import BatchingConfig
@@ -45,7 +45,7 @@ class Policy(Section):
     routing: RoutingConfig = RoutingConfig()
     budgets: BudgetConfig = BudgetConfig()
     autoscaler: AutoscalerConfig = AutoscalerConfig()
-    ledger: LedgerConfig = LedgerConfig()
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)  # its file follows the environment at load
 
 
 def default_policy_path() -> Path:
