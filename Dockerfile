@@ -40,6 +40,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     GATEWAY_CONFIG=/etc/llm-gateway/policy.yaml \
+    GATEWAY_STATE_DIR=/var/lib/llm-gateway \
     LLMGW_HEALTHCHECK_URL=http://127.0.0.1:8080/healthz
 RUN groupadd --system --gid 10001 gateway \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
@@ -53,7 +54,7 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m pip install --no-index --no-deps /wheels/llm_gateway-*.whl \
     && python -m pip check
 COPY --chown=root:root --chmod=0644 policies/default.yaml /etc/llm-gateway/policy.yaml
-# Writable working directory (e.g. the request ledger's JSONL file without Redis).
+# Writable state directory (GATEWAY_STATE_DIR: the request ledger's JSONL file without Redis).
 WORKDIR /var/lib/llm-gateway
 USER 10001:10001
 EXPOSE 8080 9091

@@ -1,7 +1,8 @@
-"""Structured JSON logs (structlog), one line per event, with secrets scrubbed from the rendered line.
+"""Structured logs (structlog), one line per event, with secrets scrubbed from the rendered line: JSON
+lines, or readable lines on a terminal (``logging.format``).
 
 Scrubbing the rendered line (rather than the values a caller passed) covers every string, nested or not,
-exception text included, in the JSON escaping the line itself uses; aiohttp's own stdlib log records go
+exception text included, in the escaping the line itself uses; aiohttp's own stdlib log records go
 through the same scrubber.
 """
 
@@ -60,25 +61,42 @@ class _ScrubRecords(logging.Filter):
         return True
 
 
-def processors() -> list[Any]:
-    """The structlog chain: level, time, named secrets hidden, exception text, scrubbed JSON."""
+def processors(fmt: str = "json", stream: Any = None) -> list[Any]:
+    """The structlog chain: level, time, named secrets hidden, exception text, a scrubbed rendering."""
     return [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _hide_named,
         structlog.processors.format_exc_info,
-        structlog.processors.JSONRenderer(serializer=_dumps),
+        renderer(fmt, stream),
     ]
 
 
-def configure(level: str = "info") -> None:
-    """Route structlog to stdout as JSON lines; called once per process at start."""
+class _ScrubbedConsole(structlog.dev.ConsoleRenderer):
+    """structlog's readable renderer, its line scrubbed like the JSON one."""
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        return scrub(super().__call__(logger, name, event))
+
+
+def renderer(fmt: str = "auto", stream: Any = None) -> Any:
+    """The last processor: ``console`` (colours on a terminal), ``json``, or ``auto`` (console when
+    ``stream``, where the lines go, is a terminal)."""
+    stream = stream or sys.stdout
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    if fmt == "console" or (fmt == "auto" and tty):
+        return _ScrubbedConsole(colors=tty)
+    return structlog.processors.JSONRenderer(serializer=_dumps)
+
+
+def configure(level: str = "info", fmt: str = "auto") -> None:
+    """Route structlog to stdout (see :func:`renderer`); called once per process at start."""
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, stream=sys.stdout, format="%(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_ScrubRecords())
     structlog.configure(
-        processors=processors(),
+        processors=processors(fmt, sys.stdout),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,

@@ -28,6 +28,7 @@ from gateway.pricing import PriceBook
 from gateway.prometheus import render
 from gateway.providers import Provider, build_provider
 from gateway.router import Router, RoutingLog
+from gateway.startup import NO_KEY, missing_keys
 from gateway.store import Store, StoreError, open_store
 from gateway.upstream import ModelCatalog, Upstream
 from gateway.validation import CHAT, COMPLETIONS, EMBEDDINGS
@@ -242,8 +243,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     store_ok = await request.app[STORE].ping()
     providers_ok = bool(request.app[POLICY].providers)
-    ready = store_ok and providers_ok
+    missing = missing_keys(request.app[POLICY])  # reported; not ready only where a key is required
+    ready = store_ok and providers_ok and not any(missing.values())
     body = {"status": "ready" if ready else "not ready", "store": store_ok, "providers": providers_ok}
+    body["provider_keys"] = {name: NO_KEY for name in missing}
     return web.json_response(body, status=200 if ready else 503)
 
 

@@ -16,7 +16,7 @@ from gateway.policy import Policy, ServerConfig
 
 def run_worker(policy: Policy, host: str, port: int, reuse_port: bool = False) -> int:
     """Serve until SIGTERM/SIGINT; in-flight requests get ``server.drain_timeout_s`` to finish."""
-    logs.configure(policy.logging.level)
+    logs.configure(policy.logging.level, policy.logging.format)
     from gateway.server import create_app
 
     logs.get_logger("gateway.worker").info("listening", host=host, port=port)

@@ -36,7 +36,7 @@ ENTRY = (
 @pytest.fixture(autouse=True)
 def keep_logging_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """``run`` configures structlog for the process; in-process tests must not change it for others."""
-    monkeypatch.setattr(runner, "configure", lambda level: None)
+    monkeypatch.setattr(runner, "configure", lambda *_: None)
 
 
 def test_without_redis_it_exits_2_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:

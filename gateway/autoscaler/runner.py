@@ -32,7 +32,7 @@ ELECTOR = web.AppKey("elector", LeaderElector)
 
 def run(policy: Policy) -> int:
     """Run the sidecar until a stop signal; 0 on a graceful stop, 2 on a configuration problem."""
-    configure(policy.logging.level)
+    configure(policy.logging.level, policy.logging.format)
     config = policy.autoscaler
     if not config.enabled:
         log.info("autoscaler.stop", reason="autoscaler.enabled is false in the policy")

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from gateway.policy.autoscaler import AutoscalerConfig
 from gateway.policy.batching import BatchingConfig
@@ -59,8 +59,9 @@ class Policy(Section):
     """Token budgets per sprint."""
     autoscaler: AutoscalerConfig = AutoscalerConfig()
     """The autoscaler sidecar (``llm-gateway autoscale``)."""
-    ledger: LedgerConfig = LedgerConfig()
-    """The request ledger and heartbeats, for ``llm-gateway report`` and ``replay``."""
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    """The request ledger and heartbeats, for ``llm-gateway report`` and ``replay`` (its default file
+    follows the environment when the policy is loaded)."""
 
 
 def default_policy_path() -> Path:

@@ -159,12 +159,17 @@ class ProviderConfig(Section):
 
 
 class Price(Section):
-    """USD per million tokens (cost and savings metrics, ledger costs)."""
+    """USD per million tokens (cost and savings metrics, ledger costs). Cached input (read from the
+    provider's prompt cache) and cache writes cost the input rate unless given."""
 
     input_per_mtok: float = Field(ge=0)
     """USD per million prompt tokens."""
     output_per_mtok: float = Field(ge=0)
     """USD per million completion tokens."""
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    """USD per million prompt tokens read from the provider's prompt cache; default the input rate."""
+    cache_write_per_mtok: float | None = Field(None, ge=0)
+    """USD per million prompt tokens written to the provider's prompt cache; default the input rate."""
 
 
 class ModelConfig(Section):
@@ -182,14 +187,17 @@ class ModelConfig(Section):
     fallbacks: list[str] = []
     """Other declared models tried in order when this one fails after its retries."""
     price: Price | None = None
-    """USD per million tokens; when absent, litellm's model price map is used if installed."""
+    """Overrides the model's price in the genai-prices data (the default source)."""
 
 
 class LoggingConfig(Section):
-    """JSON lines on stdout; keys and ``Authorization`` values are never logged."""
+    """One line per event on stdout (JSON, or readable on a terminal); keys and ``Authorization`` values
+    are never logged."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level written."""
+    format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: readable lines when the log goes to a terminal, JSON lines otherwise."""
     requests: bool = True
     """One JSON line per request, at ``info``. Not read yet: the line is written either way."""
 

@@ -2,14 +2,33 @@
 
 The ledger is what ``llm-gateway report`` and ``llm-gateway replay`` read. With Redis it is a capped
 stream shared by every worker and replica; with the memory store it is a local JSONL file, bounded by
-rotation. Prompts stay out unless ``include_prompts`` says otherwise (they may hold code and secrets).
+rotation, kept in the user's state directory (not the working directory) unless ``file`` says otherwise.
+Prompts stay out unless ``include_prompts`` says otherwise (they may hold code and secrets).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pydantic import Field
 
 from gateway.policy.core import Section
+
+STATE_DIR_ENV = "GATEWAY_STATE_DIR"
+
+
+def state_dir() -> Path:
+    """``$GATEWAY_STATE_DIR``, else ``$XDG_STATE_HOME/llm-gateway``, else ``~/.local/state/llm-gateway``
+    (the XDG base directory rule); created by the first write, not here."""
+    if os.environ.get(STATE_DIR_ENV):
+        return Path(os.environ[STATE_DIR_ENV])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "llm-gateway"
+
+
+def default_ledger_file() -> str:
+    return str(state_dir() / "ledger.jsonl")
 
 
 class LedgerConfig(Section):
@@ -22,8 +41,9 @@ class LedgerConfig(Section):
     """Redis stream of request records (used as given, like ``model_routing_log``)."""
     maxlen: int = Field(200_000, ge=100)
     """Approximate cap of the stream (``XADD MAXLEN ~``); a record takes about 0.5-1 KB."""
-    file: str = "./llm-gateway-ledger.jsonl"
-    """JSONL file used with the memory store (records and heartbeat lines)."""
+    file: str = Field(default_factory=default_ledger_file, min_length=1)
+    """JSONL file used with the memory store (records and heartbeat lines); default
+    ``STATE_DIR/ledger.jsonl`` (see :func:`state_dir`)."""
     file_max_bytes: int = Field(64 * 1024 * 1024, ge=4096)
     """The file is rotated to ``FILE.1`` (then ``.2`` ...) past this size."""
     file_backups: int = Field(1, ge=0, le=20)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from gateway.policy import Policy
@@ -14,17 +15,32 @@ from gateway.policy import Policy
 FORMATS = ("table", "json", "markdown")
 
 
-def add(commands: Any) -> None:
-    """Declare both subcommands on the ``llm-gateway`` parser's subparsers."""
-    report = commands.add_parser("report", help="the KPIs against their targets, from the ledger")
-    report.add_argument("--config", help="policy file (default: $GATEWAY_CONFIG or policies/default.yaml)")
+def add(commands: Any, subcommand: Callable[..., argparse.ArgumentParser], config_help: str) -> None:
+    """Declare both subcommands on the ``llm-gateway`` parser's subparsers (``subcommand`` adds one with
+    its description and examples)."""
+    report = subcommand(
+        commands,
+        "report",
+        "the KPIs against their targets, from the ledger",
+        "Show the KPIs against their targets, and the tokens, cost and prices behind them, "
+        "from the request ledger.",
+        """
+        llm-gateway report --since 7d
+        llm-gateway report --redis redis://localhost:6379/0 --sprint team-a --format markdown
+        """,
+    )
+    report.add_argument("--config", help=config_help)
     report.add_argument(
         "--ledger", help="ledger file or redis:// URL (default: the policy's store.url, else ledger.file)"
     )
     report.add_argument("--redis", metavar="URL", help="read the ledger stream from this Redis")
     _filters(report)
-    replay = commands.add_parser(
-        "replay", help="what-if: recorded traffic decided again under another policy"
+    replay = subcommand(
+        commands,
+        "replay",
+        "what-if: recorded traffic decided again under another policy",
+        "What-if: decide the recorded traffic again under another policy, offline, and compare the KPIs.",
+        "llm-gateway replay ~/.local/state/llm-gateway/ledger.jsonl --config try.yaml --since 7d",
     )
     replay.add_argument("ledger", help="ledger file or redis:// URL")
     replay.add_argument("--config", required=True, help="the policy to try")

@@ -15,6 +15,8 @@ import orjson
 
 from gateway.heartbeat import uptime
 from gateway.policy import Policy
+from gateway.pricing import PriceBook
+from gateway.reporting import prices
 from gateway.reporting.kpis import TARGETS, Summary, Target, summarize
 from gateway.reporting.outcome import recorded
 from gateway.reporting.render import Table, count, ms, pct, render, usd, verdict
@@ -182,10 +184,13 @@ def vars_of(line: Any) -> dict[str, Any]:
 def run(policy: Policy, location: str, selection: Selection, fmt: str, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     data, summary = load(location, policy, selection)
+    book, models = PriceBook.from_policy(policy), prices.models_of(policy, summary)
     if fmt == "json":
         body = as_json(summary)
         body["source"], body["unreadable_lines"] = data.source, data.unreadable
+        body["prices"] = prices.price_json(book, models)
         out.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        out.write(render(fmt, heading("Ledger report", data, summary, selection), tables(summary)))
+        shown = [*tables(summary), prices.price_table(book, models)]
+        out.write(render(fmt, heading("Ledger report", data, summary, selection), shown))
     return 0
