@@ -41,9 +41,13 @@ class LedgerConfig(Section):
     """Redis stream of request records (used as given, like ``model_routing_log``)."""
     maxlen: int = Field(200_000, ge=100)
     """Approximate cap of the stream (``XADD MAXLEN ~``); a record takes about 0.5-1 KB."""
-    file: str = Field(default_factory=default_ledger_file, min_length=1)
-    """JSONL file used with the memory store (records and heartbeat lines); default
-    ``STATE_DIR/ledger.jsonl`` (see :func:`state_dir`)."""
+    file: str = Field(
+        default_factory=default_ledger_file,
+        min_length=1,
+        json_schema_extra={"documented_default": "STATE_DIR/ledger.jsonl"},
+    )
+    """JSONL file used with the memory store (records and heartbeat lines). ``STATE_DIR`` is
+    ``$GATEWAY_STATE_DIR``, else ``$XDG_STATE_HOME/llm-gateway``, else ``~/.local/state/llm-gateway``."""
     file_max_bytes: int = Field(64 * 1024 * 1024, ge=4096)
     """The file is rotated to ``FILE.1`` (then ``.2`` ...) past this size."""
     file_backups: int = Field(1, ge=0, le=20)

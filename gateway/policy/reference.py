@@ -164,6 +164,9 @@ def _plural(name: str) -> str:
 
 
 def _default(name: str, field: FieldInfo) -> str:
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and "documented_default" in extra:  # computed from the environment
+        return f"`{extra['documented_default']}`"
     if field.default_factory is not None:
         value = field.default_factory()  # type: ignore[call-arg]
     elif field.default is PydanticUndefined:
