@@ -13,8 +13,7 @@ from pathlib import Path
 from gateway.policy import ConfigError, Policy, default_policy_path, load_policy
 from gateway.providers import missing_package
 from gateway.reporting import commands as reporting
-
-WORKER_ENV = "LLMGW_WORKER"
+from gateway.supervisor import WORKER_ENV
 
 
 def main(argv: list[str] | None = None) -> None:
