@@ -15,8 +15,8 @@ from typing import Any
 from gateway.policy import ConfigError, Policy, default_policy_path, load_policy
 from gateway.providers import missing_package
 from gateway.reporting import commands as reporting
+from gateway.supervisor import WORKER_ENV
 
-WORKER_ENV = "LLMGW_WORKER"
 CONFIG_HELP = "policy file (default: $GATEWAY_CONFIG or policies/default.yaml)"
 
 

@@ -158,6 +158,14 @@ class Heartbeat:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
+    async def __aenter__(self) -> Heartbeat:
+        """Beat while the ``async with`` block runs (how the gateway's services hold it)."""
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def stop(self) -> None:
         """End the span now: a clean stop is not counted as downtime beyond this moment."""
         task, self._task = self._task, None

@@ -1,4 +1,4 @@
-"""The aiohttp application: routes, the error-and-observation middleware, and resource lifecycle."""
+"""The aiohttp application: routes, the error-and-observation middleware, and the services' lifecycle."""
 
 from __future__ import annotations
 
@@ -12,44 +12,34 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway import admin, metrics
-from gateway.batcher import Batcher
-from gateway.budget import BudgetManager
-from gateway.cache import LLMCache
+from gateway import metrics
+from gateway.admin import create_admin_app
+from gateway.appkeys import BUDGET, CACHE, LEDGER, PIPELINE, POLICY, ROUTING_LOG, STORE
 from gateway.connection import unreadable_body
 from gateway.errors import GatewayError, from_http_exception
-from gateway.identity import Authenticator, check_admin
-from gateway.ledger import Finished, RequestLedger, recording
+from gateway.ledger import Finished
 from gateway.logs import get_logger
-from gateway.metrics import LabelLimiter
 from gateway.pipeline import CTX, DELIVERED, REQUEST_ID, Pipeline
 from gateway.policy import Policy
-from gateway.pricing import PriceBook
 from gateway.prometheus import render
-from gateway.providers import Provider, build_provider
-from gateway.router import Router, RoutingLog
+from gateway.services import Services
 from gateway.startup import NO_KEY, missing_keys
-from gateway.store import Store, StoreError, open_store
-from gateway.upstream import ModelCatalog, Upstream
+from gateway.store import Store
 from gateway.validation import CHAT, COMPLETIONS, EMBEDDINGS
 
 log = get_logger("gateway.server")
 
-POLICY = web.AppKey("policy", Policy)
-STORE = web.AppKey("store", Store)
-PIPELINE = web.AppKey("pipeline", Pipeline)
-LEDGER = web.AppKey("ledger", RequestLedger)
 _TOKEN = re.compile(r"[!-~]{1,128}")
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(policy: Policy, store: Store | None = None) -> web.Application:
-    """Build the gateway for a policy. Long-lived resources start in ``cleanup_ctx``, not at import."""
+    """Build the gateway for a policy. Its services start in ``cleanup_ctx`` (gateway/services.py), not at
+    import; ``store``, when given, is the caller's to close."""
     app = web.Application(middlewares=[observe], client_max_size=policy.server.max_body_bytes)
     app[POLICY] = policy
-    app.cleanup_ctx.append(_resources(store))
-    app.cleanup_ctx.append(_recording)  # after the pipeline starts, stopped before it closes
+    app.cleanup_ctx.append(_services(store))
     app.router.add_post("/v1/chat/completions", _endpoint(CHAT, "chat/completions"))
     app.router.add_post("/v1/completions", _endpoint(COMPLETIONS, "completions"))
     app.router.add_post("/v1/embeddings", _endpoint(EMBEDDINGS, "embeddings"))
@@ -59,56 +49,22 @@ def create_app(policy: Policy, store: Store | None = None) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
-    admin.register(app)
-    app.router.add_route("*", "/admin/{tail:.*}", admin_not_found)
+    app.add_subapp("/admin", create_admin_app())
     return app
 
 
-def _resources(given: Store | None) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        policy = app[POLICY]
-        store = given or open_store(policy.store)
-        app[STORE] = store
-        started: list[Provider] = []
-        try:
-            providers = {name: build_provider(name, cfg) for name, cfg in policy.providers.items()}
-            for provider in providers.values():
-                await provider.start()
-                started.append(provider)
-            auth = Authenticator.for_policy(policy)
-            if auth.open_mode:
-                log.warning("open_mode", detail="auth.keys is empty: any client is accepted (local use only)")
-            prices = PriceBook.from_policy(policy)
-            catalog = ModelCatalog(policy, providers)
-            cache = LLMCache(policy.cache, store, policy.store.prefix, prices)
-            routing_log = RoutingLog(store, policy.routing.log_stream, policy.routing.log_maxlen)
-            router = Router(policy.routing, catalog, routing_log, prices.cost)
-            budget = BudgetManager.for_policy(policy, store, LabelLimiter(policy.metrics.max_agent_labels))
-            upstream = Upstream()
-            batcher = Batcher(policy.batching, upstream, catalog, cache.scope_of)
-            app[PIPELINE] = Pipeline(policy, auth, catalog, upstream, cache, router, budget, batcher)
-            await budget.start()
-            log.info("started", store=store.kind, providers=list(providers), models=len(policy.models))
+def _services(given: Store | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def services(app: web.Application) -> AsyncIterator[None]:
+        async with Services.open(app[POLICY], given) as running:
+            app[STORE] = running.store
+            app[PIPELINE] = running.pipeline
+            app[CACHE] = running.cache
+            app[ROUTING_LOG] = running.routing_log
+            app[BUDGET] = running.budget
+            app[LEDGER] = running.ledger
             yield
-        finally:
-            if PIPELINE in app:
-                await app[PIPELINE].batcher.close()
-                await app[PIPELINE].router.log.drain()
-                await app[PIPELINE].budget.close()
-            for provider in reversed(started):
-                await provider.close()
-            if given is None:
-                await store.close()
 
-    return resources
-
-
-async def _recording(app: web.Application) -> AsyncIterator[None]:
-    """The request ledger and the heartbeat (gateway/ledger)."""
-    async with recording(app[POLICY], app[STORE], app[PIPELINE].cache.prices) as ledger:
-        if ledger is not None:
-            app[LEDGER] = ledger
-        yield
+    return services
 
 
 @web.middleware
@@ -255,13 +211,8 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=data, headers={"Content-Type": content_type})
 
 
-async def admin_not_found(request: web.Request) -> web.Response:
-    check_admin(request.headers, request.app[POLICY].server.admin_key)
-    raise GatewayError("Unknown admin route.", status=404, type="invalid_request_error", code="not_found")
-
-
 def _dumps(obj: object) -> str:
     return orjson.dumps(obj).decode()
 
 
-__all__ = ["PIPELINE", "POLICY", "STORE", "StoreError", "create_app"]
+__all__ = ["create_app"]

@@ -17,10 +17,11 @@ from types import FrameType
 
 from gateway.prometheus import MULTIPROC_ENV, mark_process_dead
 
+WORKER_ENV = "LLMGW_WORKER"
+"""Set in each worker's environment: it then binds its port with SO_REUSEPORT, beside its siblings."""
+
 
 def supervise(argv: list[str], workers: int) -> int:
-    from gateway.cli import WORKER_ENV
-
     metrics_dir = tempfile.mkdtemp(prefix="llmgw-metrics-")
     env = {**os.environ, MULTIPROC_ENV: metrics_dir, WORKER_ENV: "1"}
     os.environ[MULTIPROC_ENV] = metrics_dir

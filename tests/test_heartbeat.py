@@ -88,6 +88,15 @@ async def test_line_beats_go_through_the_ledger_queue() -> None:
     assert [line["kind"] for line in lines] == ["heartbeat", "heartbeat"] and "end" in lines[-1]
 
 
+async def test_a_heartbeat_beats_inside_async_with_and_ends_its_span_on_exit() -> None:
+    lines: list[dict[str, object]] = []
+    async with Heartbeat("gateway", 5, LineBeats(lines.append), Clock()) as heartbeat:
+        await asyncio.sleep(0)  # its task writes the first beat, then sleeps for the interval
+        assert [("end" in line) for line in lines] == [False]
+    assert [("end" in line) for line in lines] == [False, True]
+    assert heartbeat.span is None and heartbeat._task is None
+
+
 async def test_the_report_reads_spans_from_redis(redis_url: str) -> None:
     policy = Policy.model_validate({"store": {"url": redis_url}, "ledger": {"heartbeat_interval_s": 0.05}})
     store = RedisStore(connect_redis(StoreConfig(url=redis_url)))

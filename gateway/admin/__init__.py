@@ -1,19 +1,35 @@
-"""The admin API (``/admin/*``, admin key required): one module per concern, each adding its routes here."""
+"""The admin API (``/admin/*``): an aiohttp sub-app whose one middleware checks the admin key.
+
+Each concern is one module with its ``ROUTES`` (paths relative to ``/admin``); handlers read the services
+through ``request.config_dict`` (gateway/appkeys.py). The parent app's middleware turns every failure
+into an OpenAI-shaped error and records each call once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from importlib import import_module
-
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-# Each module exposes ``routes(app) -> list[web.RouteDef]``; add a module name to serve its routes.
-MODULES: tuple[str, ...] = ("cache", "routing", "budgets")
+from gateway.admin import budgets, cache, routing
+from gateway.appkeys import POLICY
+from gateway.errors import NotFound
+from gateway.identity import check_admin
 
 
-def register(app: web.Application) -> None:
-    """Add every admin module's routes (before the ``/admin/*`` catch-all, which answers 404)."""
-    for name in MODULES:
-        module = import_module(f"gateway.admin.{name}")
-        routes: Callable[[web.Application], list[web.RouteDef]] = module.routes
-        app.router.add_routes(routes(app))
+def create_admin_app() -> web.Application:
+    """The sub-app to mount at ``/admin``; every route of it, unknown ones too, needs the admin key first."""
+    app = web.Application(middlewares=[require_admin_key])
+    for module in (cache, routing, budgets):
+        app.router.add_routes(module.ROUTES)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
+
+
+@web.middleware
+async def require_admin_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    check_admin(request.headers, request.config_dict[POLICY].server.admin_key)
+    return await handler(request)
+
+
+async def not_found(request: web.Request) -> web.Response:
+    raise NotFound("Unknown admin route.")

@@ -10,14 +10,13 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from gateway.appkeys import BUDGET
 from gateway.budget import BudgetManager
 from gateway.budget.ledger import Accounts
 from gateway.budget.manager import RETAIN_S
 from gateway.budget.report import describe
 from gateway.budget.sprints import Period
 from gateway.errors import InvalidRequest, NotFound, Unavailable
-from gateway.identity import check_admin
-from gateway.server import PIPELINE, POLICY
 from gateway.store import StoreError
 
 T = TypeVar("T")
@@ -26,17 +25,8 @@ MAX_ADJUST = 10**15
 scripts count exactly (doubles, 2**53)."""
 
 
-def routes(app: web.Application) -> list[web.RouteDef]:
-    return [
-        web.get("/admin/budgets", list_budgets),
-        web.post("/admin/budgets/{sprint}/reset", reset_budget),
-        web.post("/admin/budgets/{sprint}/adjust", adjust_budget),
-    ]
-
-
 def _manager(request: web.Request) -> BudgetManager:
-    check_admin(request.headers, request.app[POLICY].server.admin_key)
-    return request.app[PIPELINE].budget
+    return request.config_dict[BUDGET]
 
 
 async def list_budgets(request: web.Request) -> web.Response:
@@ -112,3 +102,10 @@ def _agent(body: dict[str, Any]) -> str | None:
     if agent is not None and (not isinstance(agent, str) or not agent):
         raise InvalidRequest("agent must be an agent name.", param="agent")
     return agent
+
+
+ROUTES = [
+    web.get("/budgets", list_budgets),
+    web.post("/budgets/{sprint}/reset", reset_budget),
+    web.post("/budgets/{sprint}/adjust", adjust_budget),
+]

@@ -4,28 +4,25 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.appkeys import ROUTING_LOG
 from gateway.errors import InvalidRequest, Unavailable
-from gateway.identity import check_admin
-from gateway.server import PIPELINE, POLICY
 from gateway.store import StoreError
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 
 
-def routes(app: web.Application) -> list[web.RouteDef]:
-    return [web.get("/admin/routing-log", routing_log)]
-
-
 async def routing_log(request: web.Request) -> web.Response:
-    check_admin(request.headers, request.app[POLICY].server.admin_key)
     limit = _limit(request.query.get("limit"))
-    router = request.app[PIPELINE].router
+    log = request.config_dict[ROUTING_LOG]
     try:
-        entries = await router.log.read(limit)
+        entries = await log.read(limit)
     except StoreError as exc:
         raise Unavailable(f"The routing log could not be read: {exc}") from None
-    return web.json_response({"object": "list", "stream": router.log.stream, "data": entries})
+    return web.json_response({"object": "list", "stream": log.stream, "data": entries})
+
+
+ROUTES = [web.get("/routing-log", routing_log)]
 
 
 def _limit(value: str | None) -> int:
