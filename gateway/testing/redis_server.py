@@ -83,16 +83,35 @@ class RedisServer:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"{self.binary} exited with status {self._proc.returncode}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    reply = sock.recv(64)
-                    if reply.startswith((b"+PONG", b"-NOAUTH")):
-                        return self
+                if self._answers_as(self._proc.pid):
+                    return self
             except OSError:
                 pass
+            except RuntimeError:
+                self.stop()
+                raise
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"{self.binary} did not answer on port {self.port} within {timeout} s")
+
+    def _answers_as(self, pid: int) -> bool:
+        """The server on our port is up and is this process, not another suite's server that took the
+        port first (ours then exits, but a plain PING would be answered by theirs)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+            if self.password:
+                sock.sendall(f"AUTH {self.password}\r\n".encode())
+                sock.recv(64)
+            sock.sendall(b"INFO server\r\n")
+            reply = b""
+            while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return False
+                reply += chunk
+        line = reply.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0]
+        if int(line) != pid:
+            raise RuntimeError(f"port {self.port} is served by another process (pid {int(line)})")
+        return True
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
