@@ -81,7 +81,8 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"{self.binary} exited with status {self._proc.returncode}")
+                code, self._proc = self._proc.returncode, None
+                raise RuntimeError(f"{self.binary} exited with status {code}")
             try:
                 if self._answers_as(self._proc.pid):
                     return self
