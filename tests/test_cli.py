@@ -113,7 +113,7 @@ def render(fmt: str, stream: io.StringIO) -> str:
             "hello", agent="a1", authorization="Bearer sk-abcdefghijklmnop", detail="sent sk-qrstuvwxyzabcd"
         )
     finally:
-        logs.configure()
+        structlog.reset_defaults()  # leave logging as other tests expect it (unconfigured, unfiltered)
     return stream.getvalue()
 
 
