@@ -171,7 +171,7 @@ class AnthropicUpstream:
             body=orjson.dumps(error_body(kind, text, request[_ID])),
             status=status,
             content_type="application/json",
-            headers={"request-id": request[_ID], **(headers or {})},
+            headers={**_headers(request), **(headers or {})},
         )
 
     async def _root(self, request: web.Request) -> web.Response:
@@ -197,7 +197,7 @@ class AnthropicUpstream:
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
         body = self._check(request, count_only=True)
-        return web.json_response({"input_tokens": input_tokens(body)}, headers={"request-id": request[_ID]})
+        return web.json_response({"input_tokens": input_tokens(body)}, headers=_headers(request))
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         body = self._check(request)
@@ -217,16 +217,14 @@ class AnthropicUpstream:
             usage = self.cache.usage(body)
         msg_id = new_id("msg_")
         if not streaming:
-            return web.json_response(
-                message(body, answer, usage, msg_id), headers={"request-id": request[_ID]}
-            )
+            return web.json_response(message(body, answer, usage, msg_id), headers=_headers(request))
         cut = fault.after_events if fault is not None and fault.kind == "break" else None
         return await self._stream(request, _events(body, answer, usage, msg_id), cut)
 
     async def _stream(
         self, request: web.Request, events: Iterator[dict[str, Any]], cut: int | None
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers={**_SSE_HEADERS, "request-id": request[_ID]})
+        response = web.StreamResponse(headers={**_SSE_HEADERS, **_headers(request)})
         await response.prepare(request)
         for sent, event in enumerate(events):
             if sent == cut:
@@ -236,6 +234,16 @@ class AnthropicUpstream:
                 break
         await response.write_eof()
         return response
+
+
+def _headers(request: web.Request) -> dict[str, str]:
+    """What the real API sends with every answer: a request id, the organisation, rate-limit state."""
+    return {
+        "request-id": request[_ID],
+        "anthropic-organization-id": "00000000-0000-4000-8000-000000000000",
+        "anthropic-ratelimit-requests-limit": "4000",
+        "anthropic-ratelimit-requests-remaining": "3999",
+    }
 
 
 def _events(
