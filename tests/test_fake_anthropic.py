@@ -139,6 +139,10 @@ def test_a_cached_prefix_is_written_once_then_read(client: anthropic.Anthropic) 
     ).usage
     assert first.cache_creation_input_tokens and first.cache_creation_input_tokens >= CACHE_MIN_TOKENS
     assert first.cache_read_input_tokens == 0
+    assert (
+        first.cache_creation
+        and first.cache_creation.ephemeral_5m_input_tokens == first.cache_creation_input_tokens
+    )
     assert again.cache_read_input_tokens == first.cache_creation_input_tokens
     assert again.cache_creation_input_tokens == 0 and again.input_tokens == first.input_tokens
     assert other.cache_creation_input_tokens == first.cache_creation_input_tokens  # a cache is per model

@@ -280,5 +280,13 @@ def message(body: dict[str, Any], answer: Answer, usage: dict[str, int], msg_id:
         "content": answer.content,
         "stop_reason": answer.stop_reason,
         "stop_sequence": None,
-        "usage": {**usage, "output_tokens": answer.output_tokens, "service_tier": "standard"},
+        "usage": {
+            **usage,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": usage["cache_creation_input_tokens"],
+                "ephemeral_1h_input_tokens": 0,
+            },
+            "output_tokens": answer.output_tokens,
+            "service_tier": "standard",
+        },
     }
