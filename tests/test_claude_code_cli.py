@@ -17,8 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.testing.background import BackgroundServer
-from gateway.testing.upstream_anthropic import AnthropicUpstream
+from gateway.testing.upstream_anthropic import AnthropicUpstream, serve_anthropic
 
 CLAUDE = Path(__file__).parent / "agents" / "claude" / "node_modules" / ".bin" / "claude"
 RECORDED = Path(__file__).parent / "data" / "claude_code_request.json"
@@ -66,9 +65,8 @@ def run_claude(
 
 @pytest.fixture
 def fake() -> Iterator[tuple[AnthropicUpstream, str]]:
-    upstream = AnthropicUpstream(KEY)
-    with BackgroundServer(upstream.app()) as server:
-        yield upstream, server.url
+    with serve_anthropic(KEY) as served:
+        yield served
 
 
 @needs_claude

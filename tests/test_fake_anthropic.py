@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from gateway.testing.anthropic_bodies import CACHE_MIN_TOKENS
-from gateway.testing.background import BackgroundServer
-from gateway.testing.upstream_anthropic import AnthropicUpstream
+from gateway.testing.upstream_anthropic import AnthropicUpstream, serve_anthropic
 
 KEY = "sk-ant-test-0123456789"
 MODEL = "claude-sonnet-4-5"
@@ -27,9 +26,8 @@ WEATHER = {
 
 @pytest.fixture
 def fake() -> Iterator[tuple[AnthropicUpstream, str]]:
-    upstream = AnthropicUpstream(KEY)
-    with BackgroundServer(upstream.app()) as server:
-        yield upstream, server.url
+    with serve_anthropic(KEY) as served:
+        yield served
 
 
 @pytest.fixture

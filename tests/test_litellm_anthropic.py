@@ -15,9 +15,8 @@ import yaml
 
 from gateway.policy.core import DEFAULT_BASE_URLS, ProviderConfig
 from gateway.testing.anthropic_bodies import input_tokens
-from gateway.testing.background import BackgroundServer
 from gateway.testing.redis_server import free_port
-from gateway.testing.upstream_anthropic import AnthropicUpstream
+from gateway.testing.upstream_anthropic import AnthropicUpstream, serve_anthropic
 from tests.conftest import GATEWAY_KEY, PROVIDER_KEY, base_policy
 
 MESSAGES = [{"role": "user", "content": "hello claude"}]
@@ -32,9 +31,8 @@ class Served:
 
 @pytest.fixture
 def anthropic() -> Iterator[Served]:
-    fake = AnthropicUpstream(PROVIDER_KEY)
-    with BackgroundServer(fake.app()) as server:
-        yield Served(fake, server.url)
+    with serve_anthropic(PROVIDER_KEY) as (fake, url):
+        yield Served(fake, url)
 
 
 def claude_policy(base_url: str | None) -> dict[str, Any]:

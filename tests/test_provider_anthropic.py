@@ -12,8 +12,7 @@ import pytest
 from gateway.policy.core import ProviderConfig
 from gateway.providers import ProviderRequest, UpstreamReply, build_provider
 from gateway.providers.anthropic import AnthropicProvider
-from gateway.testing.background import BackgroundServer
-from gateway.testing.upstream_anthropic import AnthropicUpstream
+from gateway.testing.upstream_anthropic import AnthropicUpstream, serve_anthropic
 
 KEY = "sk-ant-provider-0123456789"
 GATEWAY_KEY = "gw-client-key-0123456789"
@@ -36,9 +35,8 @@ CLIENT_HEADERS = {
 
 @pytest.fixture
 def fake() -> Iterator[tuple[AnthropicUpstream, str]]:
-    upstream = AnthropicUpstream(KEY)
-    with BackgroundServer(upstream.app()) as server:
-        yield upstream, server.url
+    with serve_anthropic(KEY) as served:
+        yield served
 
 
 @pytest.fixture

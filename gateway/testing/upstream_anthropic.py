@@ -33,9 +33,10 @@ from .anthropic_bodies import (
     plan,
     validate,
 )
+from .background import BackgroundServer
 from .upstream import RecordedRequest
 
-__all__ = ["AnthropicUpstream"]
+__all__ = ["AnthropicUpstream", "serve_anthropic"]
 
 _BODY = web.RequestKey("anthropic_body", object)
 _ID = web.RequestKey("anthropic_request_id", str)
@@ -234,6 +235,14 @@ class AnthropicUpstream:
                 break
         await response.write_eof()
         return response
+
+
+@contextlib.contextmanager
+def serve_anthropic(expected_key: str, **knobs: Any) -> Iterator[tuple[AnthropicUpstream, str]]:
+    """A fake in a ``BackgroundServer`` for the block: ``(fake, base URL)``."""
+    fake = AnthropicUpstream(expected_key, **knobs)
+    with BackgroundServer(fake.app()) as server:
+        yield fake, server.url
 
 
 def _headers(request: web.Request) -> dict[str, str]:
