@@ -4,7 +4,7 @@ It checks what the real API checks (``x-api-key`` or ``Authorization: Bearer``, 
 body, see ``anthropic_bodies``), bills prompt caching at ``cache_control`` breakpoints, streams the real
 event sequence as ``event:`` + ``data:`` lines, and scripts the failures a proxy must survive (429 with
 ``retry-after``, 529 overloaded, 500, slow answers, a stream cut by an ``event: error``). Every request is
-recorded as :class:`~gateway.testing.upstream.RecordedRequest`. Run it in a ``BackgroundServer``.
+recorded as :class:`~gateway.testing.upstream.RecordedRequest`. :func:`serve_anthropic` serves it for a block.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class AnthropicUpstream:
         )
 
     async def _root(self, request: web.Request) -> web.Response:
-        """The API host's root: a 404 JSON error, as ``HEAD``/``GET https://api.anthropic.com/`` get."""
+        """The host root, where a client checks that the API is reachable: a 404 JSON error, no page."""
         return self._error(request, 404, "not_found_error", "Not Found")
 
     def _check(self, request: web.Request, *, count_only: bool = False) -> dict[str, Any]:
