@@ -5,6 +5,7 @@ failure keeps the provider's status and ``Retry-After`` and names its cause with
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +14,25 @@ import pytest
 import yaml
 
 from gateway.policy.core import DEFAULT_BASE_URLS, ProviderConfig
-from gateway.testing.background import BackgroundServer
+from gateway.testing.anthropic_bodies import input_tokens
 from gateway.testing.redis_server import free_port
-from tests.anthropic_fake import FakeAnthropic
+from gateway.testing.upstream_anthropic import AnthropicUpstream, serve_anthropic
 from tests.conftest import GATEWAY_KEY, PROVIDER_KEY, base_policy
 
 MESSAGES = [{"role": "user", "content": "hello claude"}]
 CLAUDE = "claude-3-5-sonnet-20241022"
 
 
+@dataclass
+class Served:
+    fake: AnthropicUpstream
+    url: str
+
+
 @pytest.fixture
-def anthropic() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic(expected_key=PROVIDER_KEY)
-    with BackgroundServer(fake.app()) as server:
-        fake.url = server.url
-        yield fake
+def anthropic() -> Iterator[Served]:
+    with serve_anthropic(PROVIDER_KEY) as (fake, url):
+        yield Served(fake, url)
 
 
 def claude_policy(base_url: str | None) -> dict[str, Any]:
@@ -50,7 +55,7 @@ def sdk(url: str) -> openai.OpenAI:
 
 
 def test_an_anthropic_call_needs_no_internet(
-    anthropic: FakeAnthropic,
+    anthropic: Served,
     serve: Callable[..., tuple[Any, str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -74,28 +79,29 @@ def test_an_anthropic_call_needs_no_internet(
         answer = client.chat.completions.create(model="claude", messages=MESSAGES)
         chunks = list(client.chat.completions.create(model="claude", messages=MESSAGES, stream=True))
     assert answer.choices[0].message.content == "echo: hello claude"
-    assert answer.usage is not None and answer.usage.prompt_tokens == 5
+    assert answer.usage is not None
+    assert answer.usage.prompt_tokens == input_tokens(anthropic.fake.messages()[0].json) > 0
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello claude"
-    assert [r["model"] for r in anthropic.requests] == [CLAUDE, CLAUDE]
+    assert [r.json["model"] for r in anthropic.fake.messages()] == [CLAUDE, CLAUDE]
 
 
 def test_without_base_url_litellm_uses_the_models_own_api(
-    anthropic: FakeAnthropic, start_gateway: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    anthropic: Served, start_gateway: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # litellm's default for Anthropic (overridable by ANTHROPIC_API_BASE), not the OpenAI URL.
     monkeypatch.setenv("ANTHROPIC_API_BASE", anthropic.url)
     with sdk(start_gateway(claude_policy(None))) as client:
         answer = client.chat.completions.create(model="claude", messages=MESSAGES)
     assert answer.choices[0].message.content == "echo: hello claude"
-    assert len(anthropic.requests) == 1
+    assert len(anthropic.fake.messages()) == 1
     assert ProviderConfig.model_validate({"type": "litellm"}).base_url == ""
     assert ProviderConfig.model_validate({}).base_url == DEFAULT_BASE_URLS["openai"]
 
 
 def test_a_rate_limit_keeps_status_and_retry_after_and_names_the_cause(
-    anthropic: FakeAnthropic, start_gateway: Callable[..., str]
+    anthropic: Served, start_gateway: Callable[..., str]
 ) -> None:
-    anthropic.fail(429, {"retry-after": "7"})
+    anthropic.fake.fail_next(429, retry_after=7, message="slow down")
     url = start_gateway(claude_policy(anthropic.url))
     with sdk(url) as client, pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model="claude", messages=MESSAGES)
@@ -106,9 +112,9 @@ def test_a_rate_limit_keeps_status_and_retry_after_and_names_the_cause(
 
 
 def test_a_relayed_client_error_names_its_cause_without_the_key(
-    anthropic: FakeAnthropic, start_gateway: Callable[..., str]
+    anthropic: Served, start_gateway: Callable[..., str]
 ) -> None:
-    anthropic.fail(400, message=f"prompt too long for key {PROVIDER_KEY}")
+    anthropic.fake.fail_next(400, message=f"prompt too long for key {PROVIDER_KEY}")
     url = start_gateway(claude_policy(anthropic.url))
     with sdk(url) as client, pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="claude", messages=MESSAGES)

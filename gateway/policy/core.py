@@ -120,7 +120,7 @@ class RetryConfig(Section):
     """No retry starts after this many seconds from the first attempt."""
 
 
-DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1"}
+DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 """Where a provider of each type goes when ``base_url`` is not given; a litellm provider has none of its own
 (litellm picks the API of the model's provider), so an Anthropic call never goes to OpenAI with its key."""
 
@@ -128,12 +128,14 @@ DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1"}
 class ProviderConfig(Section):
     """One upstream API, with its own connection pool."""
 
-    type: Literal["openai", "litellm"] = "openai"
-    """``openai``: any OpenAI-compatible API. ``litellm``: Anthropic, Gemini, Bedrock, Ollama and others
-    through litellm (``pip install 'llm-gateway[litellm]'``)."""
+    type: Literal["openai", "anthropic", "litellm"] = "openai"
+    """``openai``: any OpenAI-compatible API. ``anthropic``: the Anthropic Messages API, relayed as is.
+    ``litellm``: Anthropic, Gemini, Bedrock, Ollama and others through litellm (``pip install
+    'llm-gateway[litellm]'``)."""
     base_url: str = ""
-    """Where to reach it. Not given: ``https://api.openai.com/v1`` for ``type: openai``; for ``type:
-    litellm``, litellm's own default for the model's provider."""
+    """Where to reach it. Not given: ``https://api.openai.com/v1`` for ``type: openai``,
+    ``https://api.anthropic.com`` (without ``/v1``) for ``type: anthropic``; for ``type: litellm``,
+    litellm's own default for the model's provider."""
     api_key: str = ""
     """The gateway's provider key; it never reaches a client. The default policy reads
     ``${OPENAI_API_KEY:-}``."""
@@ -149,6 +151,8 @@ class ProviderConfig(Section):
     """Extra headers sent with every request to this provider."""
     litellm_prefix: str = ""
     """For ``type: litellm``: prepended to the model name (e.g. ``anthropic/``)."""
+    anthropic_version: str = "2023-06-01"
+    """For ``type: anthropic``: the ``anthropic-version`` header sent when the client sends none."""
 
     @model_validator(mode="before")
     @classmethod

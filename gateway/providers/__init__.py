@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from gateway.policy.core import ProviderConfig
+from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider, ProviderRequest, UpstreamReply
 from gateway.providers.openai import OpenAIProvider
 from gateway.redact import remember
@@ -19,6 +20,8 @@ def build_provider(name: str, config: ProviderConfig) -> Provider:
         from gateway.providers.litellm import LiteLLMProvider
 
         provider = LiteLLMProvider(name, config)
+    elif config.type == "anthropic":
+        provider = AnthropicProvider(name, config)
     else:
         provider = OpenAIProvider(name, config)
     remember(provider.secrets)  # logs, ledger and the gateway's own errors never show them

@@ -6,6 +6,8 @@ unknown fields survive both ways.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aiohttp
 
 from gateway.providers.base import Provider, ProviderRequest, UpstreamReply
@@ -33,7 +35,7 @@ class OpenAIProvider(Provider):
     async def start(self) -> None:
         cfg = self.config
         connector = aiohttp.TCPConnector(limit=cfg.max_connections, ttl_dns_cache=300, keepalive_timeout=60)
-        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+        headers = self._auth_headers()
         headers.update(cfg.headers)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -47,6 +49,21 @@ class OpenAIProvider(Provider):
             total=None, connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s
         )
 
+    def _auth_headers(self) -> dict[str, str]:
+        """How the key travels (a hook: other APIs put it elsewhere)."""
+        return {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+
+    def _target(self, request: ProviderRequest) -> tuple[str, dict[str, str]]:
+        """The URL and headers of ``request`` (a hook for APIs with another layout)."""
+        url = f"{self._base}/{request.path}" + (f"?{request.query}" if request.query else "")
+        return url, request.headers if request.headers is not None else _JSON
+
+    def _relayed(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The provider headers a client may see."""
+        kept = {h: headers[h] for h in _RELAYED if h in headers}
+        kept["content-type"] = headers.get("Content-Type", "application/json")
+        return kept
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -55,8 +72,7 @@ class OpenAIProvider(Provider):
     async def send(self, request: ProviderRequest) -> UpstreamReply:
         if self._session is None:
             raise RuntimeError(f"provider {self.name} used before start()")
-        url = f"{self._base}/{request.path}" + (f"?{request.query}" if request.query else "")
-        headers = request.headers if request.headers is not None else _JSON
+        url, headers = self._target(request)
         stream = request.stream
         response = await self._session.request(
             request.method,
@@ -65,8 +81,7 @@ class OpenAIProvider(Provider):
             headers=headers,
             timeout=self._stream_timeout if stream else self._timeout,
         )
-        kept = {h: response.headers[h] for h in _RELAYED if h in response.headers}
-        kept["content-type"] = response.headers.get("Content-Type", "application/json")
+        kept = self._relayed(response.headers)
         if stream and response.status == 200:
 
             async def release() -> None:
