@@ -14,6 +14,8 @@ from .report import Report, render
 from .run import Options, run
 from .scenarios import SCENARIOS, UnknownScenario, available, get_scenario
 
+SPRINT = "sprint"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -24,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
         "--scenario", action="append", help="scenario to run (repeatable; default: every available one)"
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("--seed", type=int, default=7, help="sprint: workload seed (default 7)")
+    parser.add_argument("--requests", type=int, default=2200, help="sprint: requests (default 2200)")
+    parser.add_argument(
+        "--sprint-seconds", type=float, default=90.0, help="sprint: seconds the requests span (default 90)"
+    )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement (default 8)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds before each (default 2)")
     parser.add_argument(
@@ -65,10 +72,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> None:
+    from .sprint.run import DESCRIPTION
+
+    print(f"{SPRINT:13} {DESCRIPTION}")
     for name, scenario in SCENARIOS.items():
         missing = scenario.missing()
         state = f" (unavailable: no {', '.join(missing)} section)" if missing else ""
         print(f"{name:13} {scenario.description}{state}")
+
+
+def _sprint(args: argparse.Namespace) -> int:
+    """The sprint scenario: a scripted workload with KPIs, not a throughput measurement."""
+    from .sprint import kpis
+    from .sprint.run import run_sprint
+    from .sprint.workload import SprintShape
+
+    shape = SprintShape(seed=args.seed, requests=args.requests, duration_s=args.sprint_seconds)
+    measured = run_sprint(shape)
+    print(kpis.render(measured))
+    if args.json:
+        args.json.write_text(json.dumps(measured, indent=2) + "\n", encoding="utf-8")
+    return 0
 
 
 def _interrupt(signum: int, _: FrameType | None) -> None:
@@ -80,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         _list()
         return 0
+    if args.scenario and SPRINT in args.scenario:
+        return _sprint(args)
     try:
         scenarios = [get_scenario(name) for name in args.scenario] if args.scenario else available()
     except UnknownScenario as exc:

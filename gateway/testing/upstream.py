@@ -27,6 +27,7 @@ import orjson
 from aiohttp import web
 
 from .batch_model import batch_responder
+from .provider_model import DecodeLatency, PrefixCache
 from .upstream_bodies import (
     ApiError,
     Responder,
@@ -132,6 +133,8 @@ class FakeUpstream:
         self.expected_key = expected_key
         self.responder = responder
         self.linger_s = 0.0  # how long a finished stream stays open after [DONE]
+        self.decode: DecodeLatency | None = None  # chat answers take time by their completion tokens
+        self.prefix_cache: PrefixCache | None = None  # bill repeated prompt prefixes as cached_tokens
         self.models = list(models)
         self.record = record  # False keeps only per-path counts (long benchmarks)
         self.requests: list[RecordedRequest] = []
@@ -334,6 +337,10 @@ class FakeUpstream:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = request[_BODY]
         answer = plan_chat(body, self.responder)
+        if self.prefix_cache is not None:
+            answer.cached_tokens = min(answer.prompt_tokens, self.prefix_cache.lookup(body))
+        if self.decode is not None:
+            await asyncio.sleep(self.decode.seconds(answer.completion_tokens * answer.n))
         if body.get("stream") is True:
             opts = self._stream_options(request, body)
             return await write_sse(request, chat_chunks(answer, opts.pop("include_usage")), **opts)

@@ -103,10 +103,10 @@ def _truncate(text: str, limit: int | None) -> tuple[str, str]:
     return text, "stop"
 
 
-def usage(prompt: int, completion: int) -> dict[str, Any]:
+def usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
                                       "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
     }
@@ -127,10 +127,11 @@ class ChatAnswer:
     tool_id: str = ""
     id: str = field(default_factory=lambda: new_id("chatcmpl-"))
     created: int = field(default_factory=lambda: int(time.time()))
+    cached_tokens: int = 0  # prompt tokens the provider's prefix cache served (see provider_model)
 
     @property
     def usage(self) -> dict[str, Any]:
-        return usage(self.prompt_tokens, self.completion_tokens * self.n)
+        return usage(self.prompt_tokens, self.completion_tokens * self.n, self.cached_tokens)
 
 
 def plan_chat(body: Any, responder: Responder | None = None) -> ChatAnswer:
