@@ -185,7 +185,7 @@ def generate(shape: SprintShape | None = None) -> list[SprintRequest]:
             task, max_tokens, lines = questions[(team, role, q)]
             seen = any(r.task == task and r.team == team for r in out)
             req = SprintRequest(
-                at + j * rng.uniform(0.002, 0.02),
+                at + j * rng.uniform(0.0002, 0.003),
                 f"{team}-{role}",
                 team,
                 task_type,

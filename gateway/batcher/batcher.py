@@ -1,8 +1,10 @@
 """Micro-batching (seed section 5): small similar requests wait a few milliseconds and share one call.
 
 Requests are grouped by what must be identical for one context to serve them all: the model after
-routing, the shared messages before the task, the sampling parameters and the cache scope. A group is
-sent when it is full or when its oldest request has waited ``window_ms``. Each caller then gets an
+routing, the shared messages before the task, the sampling parameters and the cache scope. A request
+waits only when a partner is likely and only as long as partners lately took to come, and a group never
+takes a member whose answer would cost the others more than ``max_added_ms`` (see ``formation``); it
+is sent when full, when no partner came in time, or at ``window_ms``. Each caller then gets an
 ordinary ``chat.completion`` with its own answer and its share of the usage; whatever the batch reply
 does not answer unambiguously is sent again one by one, so a batch never fails or mixes up its callers.
 """
@@ -21,6 +23,8 @@ import orjson
 
 from gateway import metrics
 from gateway.batcher.eligibility import BatchFacts, admits, shared_context
+from gateway.batcher.formation import Formation
+from gateway.batcher.latency import DecodeModel, OutputHistory, added_s
 from gateway.batcher.prompt import build_batch_message, parse_answers, task_id
 from gateway.batcher.split import apportion, member_answer
 from gateway.cache.keys import cache_key
@@ -44,6 +48,8 @@ class Member:
     raw: bytes
     task: str
     future: asyncio.Future[Outcome]
+    output: int = 0
+    """Predicted completion tokens."""
     joined: float = field(default_factory=time.perf_counter)
 
 
@@ -80,24 +86,61 @@ class Batcher:
         self.scope_of = scope_of
         self._groups: dict[str, Group] = {}
         self._flushing: set[asyncio.Task[None]] = set()
+        self.formation = Formation(config)
+        self.history = OutputHistory(config.output_tokens_prior)
+        self.decode = DecodeModel(config.decode_ms_per_token / 1000)
 
     def eligible(self, ctx: RequestContext) -> bool:
         """Cheap and synchronous, so a request that is not batchable never waits."""
         return self.config.enabled and ctx.batchable is not False and admits(self.config, BatchFacts.of(ctx))
 
     async def submit(self, ctx: RequestContext, target: Target, raw: bytes) -> Outcome:
-        """Join (or open) this request's group and wait for its own answer."""
+        """Join (or open) this request's group, or go at once, and wait for its own answer."""
         key = cache_key("batch", target.name, shared_context(ctx.body), self.scope_of(ctx))
         loop = asyncio.get_running_loop()
-        member = Member(ctx, target, raw, ctx.body["messages"][-1]["content"], loop.create_future())
+        limit = ctx.body.get("max_completion_tokens") or ctx.body.get("max_tokens")
+        output = self.history.predict(ctx.task_type, target.name, limit)
+        member = Member(ctx, target, raw, ctx.body["messages"][-1]["content"], loop.create_future(), output)
+        self.formation.arrive(key, member.joined)
         group = self._groups.get(key)
+        if group is not None and not self._fits(group, member):
+            self._send(key)
+            group = None
+        elif group is None and not self.formation.open(key, member.joined):
+            self._start([member])  # no partner is likely: waiting would only add latency
+            return await asyncio.shield(member.future)
         if group is None:
             group = self._groups[key] = Group()
-            group.timer = loop.call_later(self.config.window_ms / 1000, self._send, key)
         group.members.append(member)
         if len(group.members) >= self.config.max_batch:
             self._send(key)
+        else:
+            if group.timer is not None:
+                group.timer.cancel()
+            group.timer = loop.call_at(self._deadline(key, group), self._send, key)
         return await asyncio.shield(member.future)
+
+    def _decode_waits(self, members: list[Member]) -> list[float]:
+        return added_s([m.output for m in members], self.decode.per_token_s(members[0].target.name))
+
+    def _fits(self, group: Group, member: Member) -> bool:
+        members = [*group.members, member]
+        waited = [member.joined - m.joined for m in members]
+        return self.formation.fits(waited, self._decode_waits(members))
+
+    def _deadline(self, key: str, group: Group) -> float:
+        """Loop time to send the group: no later than the window, the next partner's expected gap, or
+        the moment a member's wait plus decode would pass ``max_added_ms``."""
+        members = group.members
+        now = time.perf_counter()
+        bound = self.config.max_added_ms / 1000
+        by_bound = min(
+            m.joined + bound - d for m, d in zip(members, self._decode_waits(members), strict=True)
+        )
+        send_at = min(
+            members[0].joined + self.config.window_ms / 1000, now + self.formation.wait_s(key), by_bound
+        )
+        return asyncio.get_running_loop().time() + max(0.0, send_at - now)
 
     def _send(self, key: str) -> None:
         group = self._groups.pop(key, None)
@@ -108,7 +151,10 @@ class Batcher:
         now = time.perf_counter()
         for member in group.members:
             member.ctx.batch_wait_s = now - member.joined
-        task = asyncio.get_running_loop().create_task(self._flush(group.members))
+        self._start(group.members)
+
+    def _start(self, members: list[Member]) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush(members))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
 
@@ -149,6 +195,8 @@ class Batcher:
         except GatewayError as exc:
             log.warning("batch_failed", batch_id=batch.id, size=len(members), error=exc.message)
         elapsed = time.perf_counter() - started
+        if reply is not None and reply.status == 200:
+            self.decode.record(target.name, (Usage.of(reply.body) or Usage()).completion_tokens, elapsed)
         answered = [m for m in members if batch.task_of(m) in answers]
         missing = [m for m in members if batch.task_of(m) not in answers]
         metrics.BATCHES.inc()
@@ -197,6 +245,7 @@ class Batcher:
         metrics.BATCH_TOKENS.inc(usage.total)
         metrics.BATCH_TOKENS_UNBATCHED.inc(alone)
         for member, text, prompt, completion in zip(answered, texts, prompts, completions, strict=True):
+            self.history.record(member.ctx.task_type, member.target.name, completion)
             ctx = member.ctx
             ctx.extra_headers["X-Gateway-Batch"] = f"{batch.id};size={len(batch.members)}"
             ctx.batch_id, ctx.batch_size = batch.id, len(batch.members)
@@ -212,6 +261,7 @@ class Batcher:
 
     async def _one_by_one(self, members: list[Member]) -> None:
         async def alone(member: Member) -> None:
+            started = time.perf_counter()
             try:
                 outcome = await self.upstream.call(
                     member.ctx,
@@ -224,10 +274,18 @@ class Batcher:
                 if not member.future.done():
                     member.future.set_exception(exc)
                 return
+            self._learn(member, outcome, time.perf_counter() - started)
             if not member.future.done():
                 member.future.set_result(outcome)
 
         await asyncio.gather(*(alone(m) for m in members))
+
+    def _learn(self, member: Member, outcome: Outcome, elapsed: float) -> None:
+        """A single call's answer length and decode time feed the predictions."""
+        target, reply = outcome
+        if reply.status == 200 and (usage := Usage.of(reply.body)) is not None:
+            self.history.record(member.ctx.task_type, member.target.name, usage.completion_tokens)
+            self.decode.record(target.name, usage.completion_tokens, elapsed)
 
 
 def _content(body: bytes) -> str | None:
