@@ -140,7 +140,7 @@ def test_batch_members_and_budget_refusals(fake_upstream: FakeUpstream, redis_ur
         fake_upstream.url,  # type: ignore[attr-defined]
         store={"url": redis_url},
         ledger={"enabled": True},
-        batching={"window_ms": 300},
+        batching={"window_ms": 300, "max_added_ms": 60000},  # mechanics, not the latency bound
         budgets={"sprints": [sprint], "default_max_tokens": 50},
     )
     tasks = [f"rename variable v{i} in module m{i}" for i in range(3)]

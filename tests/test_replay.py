@@ -59,7 +59,7 @@ def recorded_policy(fake: FakeUpstream, redis_url: str) -> dict[str, Any]:
         models=MODELS,
         routing=ROUTING,
         cache={"enabled": True},
-        batching={"window_ms": 300},
+        batching={"window_ms": 300, "max_added_ms": 60000},  # mechanics, not the latency bound
         ledger={"enabled": True},
     )
 

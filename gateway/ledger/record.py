@@ -61,10 +61,18 @@ class Charge(NamedTuple):
     cost_usd: float | None
     baseline_model: str | None
     baseline_cost_usd: float | None
+    cached_input_tokens: int | None = None
+    provider_cache_saved_usd: float | None = None
 
 
 NO_CHARGE = Charge(None, None, None, None, None, None, None, None)
 """A request with no answer: none of those fields apply."""
+
+
+def provider_cached(usage: object) -> int:
+    """Prompt tokens the provider read from its prompt cache, where the usage carries them."""
+    cached = getattr(usage, "cached_input_tokens", 0)
+    return cached if isinstance(cached, int) and cached > 0 else 0
 
 
 def routing_baseline(policy: Policy) -> str | None:
@@ -150,6 +158,8 @@ class RecordBuilder:
             cost_usd=charge.cost_usd,
             baseline_model=charge.baseline_model,
             baseline_cost_usd=charge.baseline_cost_usd,
+            cached_input_tokens=charge.cached_input_tokens,
+            provider_cache_saved_usd=charge.provider_cache_saved_usd,
             prompt=(body.get("messages") or body.get("prompt") or body.get("input"))
             if self.include_prompts
             else None,
@@ -164,7 +174,10 @@ class RecordBuilder:
         # Alone and uncached, the request would have cost its own usage, plus what its batch saved
         # (all prompt tokens: a batch member's completion is the same as it would be alone).
         extra = ctx.tokens_saved if ctx.saved_reason == "batch" else 0
-        cost = self.prices.cost(ctx.model, usage.prompt_tokens, usage.completion_tokens)
+        cached = provider_cached(usage)
+        full = self.prices.cost(ctx.model, usage.prompt_tokens, usage.completion_tokens)
+        cost = self.prices.cost(ctx.model, usage.prompt_tokens, usage.completion_tokens, cached)
+        cache_saved = full - cost if full is not None and cost is not None and cached and not hit else None
         if hit and cost is not None:
             cost = 0.0  # priced (so the saving is known) but free
         before = None
@@ -179,6 +192,8 @@ class RecordBuilder:
             round(cost, 8) if cost is not None else None,
             baseline,
             round(before, 8) if before is not None else None,
+            cached or None,
+            round(cache_saved, 8) if cache_saved else None,
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any, get_args, get_type_hints
 
 from gateway.context import Usage
 
-SCHEMA = 1
+SCHEMA = 2
 """Version written in every record's ``schema`` field (absent: 0, the shape before versions)."""
 TIME_KEY = "time"
 
@@ -76,6 +76,8 @@ class LedgerRecord:
     # Tokens and cost, when the request was answered.
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    """Prompt tokens the provider read from its own prompt cache (billed at its cached-input rate)."""
     tokens_used: int | None = None
     """Provider tokens charged to this request (0 for a cache hit)."""
     tokens_saved: int | None = None
@@ -84,6 +86,9 @@ class LedgerRecord:
     cost_usd: float | None = None
     baseline_model: str | None = None
     baseline_cost_usd: float | None = None
+    provider_cache_saved_usd: float | None = None
+    """What the provider's prompt cache took off ``cost_usd``: the cached tokens at the full input rate
+    minus at the cached rate."""
     prompt: Any = None
     """Messages, prompt or input: only with ``ledger.include_prompts``."""
 

@@ -10,7 +10,9 @@ Definitions (also in docs/ledger.md, "KPIs"):
 - uptime = the lowest share of the period covered by heartbeats among the components that beat
   (gateway, autoscaler); gaps count as downtime.
 - P95 latency = nearest-rank 95th percentile of the total latency (arrival to last byte) of model
-  requests (chat, completions, embeddings) that were not refused with a 4xx.
+  requests (chat, completions, embeddings) that were not refused with a 4xx; P95 added latency the
+  same over the gateway's own share (latency minus the provider's time, a batch's wait included).
+- provider cache savings: prompt tokens the provider billed as cached, and their price difference.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ TARGETS = (
     Target("batch_efficiency", "Batch efficiency", 0.50, True, "%"),
     Target("uptime", "Orchestrator uptime", 0.995, True, "%"),
     Target("p95_latency_ms", "P95 latency", 500.0, False, "ms"),
+    Target("p95_added_ms", "P95 added by the gateway", 5.0, False, "ms"),
 )
 
 
@@ -81,7 +84,10 @@ class Summary:
     cost_usd: float = 0.0
     baseline_cost_usd: float = 0.0
     priced: int = 0
+    provider_cached: int = 0
+    provider_cache_saved_usd: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    added: list[float] = field(default_factory=list)
     uptime: dict[str, float] = field(default_factory=dict)
     agents: dict[str, AgentLine] = field(default_factory=dict)
     routing: Counter[tuple[str, str, str]] = field(default_factory=Counter)
@@ -100,6 +106,7 @@ class Summary:
             "batch_efficiency": 1 - self.batch_used / batch_alone if batch_alone else None,
             "uptime": min(self.uptime.values()) if self.uptime else None,
             "p95_latency_ms": percentile(self.latencies, 0.95),
+            "p95_added_ms": percentile(self.added, 0.95),
         }
 
     @property
@@ -149,8 +156,12 @@ def summarize(outcomes: Iterable[Outcome], uptime: dict[str, float] | None = Non
             summary.priced += 1
             summary.cost_usd += o.cost_usd
             summary.baseline_cost_usd += o.baseline_cost_usd
+        summary.provider_cached += o.provider_cached
+        summary.provider_cache_saved_usd += o.provider_cache_saved_usd
         if not 400 <= o.status < 500:
             summary.latencies.append(o.latency_ms)
+            if o.added_ms is not None:
+                summary.added.append(o.added_ms)
         if o.agent is not None:
             line = summary.agents.setdefault(o.agent, AgentLine())
             line.requests += 1

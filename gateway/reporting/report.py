@@ -25,7 +25,8 @@ from gateway.reporting.source import LedgerData, Selection, read_ledger
 BASELINE_NOTE = (
     "Baseline: the same requests with no cache (a hit at the tokens of the answer it served), no batching "
     "(a batch member at its estimated cost alone) and no routing (priced at the requested model, or "
-    "routing.baseline_model / the largest candidate for aliases). Routing changes the price, not the tokens."
+    "routing.baseline_model / the largest candidate for aliases), every input token at the full rate. "
+    "Routing and the provider's prompt cache change the price, not the tokens."
 )
 
 
@@ -69,10 +70,15 @@ def savings_rows(summary: Summary) -> list[list[str]]:
         ["Baseline tokens", count(baseline)],
         ["  saved by the cache", count(summary.saved_cache)],
         ["  saved by batching", count(summary.saved_batch)],
+        ["Input tokens the provider's cache served", count(summary.provider_cached)],
         ["Cost", usd(summary.cost_usd if summary.priced else None)],
         ["Baseline cost", usd(summary.baseline_cost_usd if summary.priced else None)],
         ["Cost saved", usd(summary.baseline_cost_usd - summary.cost_usd if summary.priced else None)],
         ["Cost reduction", pct(summary.cost_reduction)],
+        [
+            "  saved by the provider's prompt cache",
+            usd(summary.provider_cache_saved_usd if summary.priced else None),
+        ],
         ["Priced requests", f"{count(summary.priced)} of {count(summary.answered)}"],
     ]
 
@@ -147,11 +153,13 @@ def as_json(summary: Summary) -> dict[str, Any]:
             "baseline": summary.baseline_tokens,
             "saved_cache": summary.saved_cache,
             "saved_batch": summary.saved_batch,
+            "saved_provider_cache": summary.provider_cached,
         },
         "cost": {
             "usd": summary.cost_usd,
             "baseline_usd": summary.baseline_cost_usd,
             "reduction": summary.cost_reduction,
+            "provider_cache_saved_usd": summary.provider_cache_saved_usd,
             "priced_requests": summary.priced,
         },
         "requests": {
