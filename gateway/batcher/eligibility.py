@@ -14,7 +14,19 @@ from gateway.policy.batching import BatchingConfig
 from gateway.tokens import estimate_text
 from gateway.validation import CHAT
 
-NOT_SHARED = frozenset({"messages", "model", "user", "metadata", "stream", "stream_options"})
+NOT_SHARED = frozenset(
+    {
+        "messages",
+        "model",
+        "user",
+        "metadata",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+    }
+)
+"""Per-member fields: answer limits are the members' own (the batch's is their sum)."""
 _UNBATCHABLE = ("tools", "functions", "tool_choice", "function_call", "logprobs", "audio", "modalities")
 
 
