@@ -18,47 +18,36 @@ from aiohttp import web
 from gateway.testing.batch_model import tasks_in
 from gateway.testing.provider_model import DecodeLatency, PrefixCache
 from gateway.testing.upstream import FakeUpstream, _serve
-from gateway.testing.upstream_bodies import last_user_text
+from gateway.testing.upstream_bodies import ChatAnswer, last_user_text
 
 from .workload import sprint_responder
 
 
 def build(base_ms: float, per_token_ms: float, seed: int) -> web.Application:
     fake = FakeUpstream(responder=sprint_responder, record=False)
-    fake.decode = DecodeLatency(base_ms / 1000, per_token_ms / 1000)
+    decode = fake.decode = DecodeLatency(base_ms / 1000, per_token_ms / 1000)
     fake.prefix_cache = PrefixCache(seed=seed)
     calls: list[dict[str, Any]] = []
 
-    @web.middleware
-    async def log_calls(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path != "/v1/chat/completions":
-            return await handler(request)
-        received = time.monotonic()
-        raw = await request.read()
-        response = await handler(request)
-        try:
-            body = orjson.loads(raw)
-            answer = orjson.loads(response.body)  # type: ignore[attr-defined]
-        except (orjson.JSONDecodeError, AttributeError, TypeError):
-            return response
+    def log_call(body: dict[str, Any], answer: ChatAnswer) -> None:
         text = last_user_text(body.get("messages") or [])
-        usage = answer.get("usage") or {}
+        received = time.monotonic()
         calls.append(
             {
                 "received": received,
-                "done": time.monotonic(),
+                "done": received + decode.seconds(answer.completion_tokens),
                 "model": body.get("model"),
                 "tasks": list(tasks_in(text).values()) or [text],
+                "stream": body.get("stream") is True,
                 "prompt_cache_key": body.get("prompt_cache_key"),
-                "prompt_tokens": usage.get("prompt_tokens", 0),
-                "completion_tokens": usage.get("completion_tokens", 0),
-                "cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
+                "prompt_tokens": answer.prompt_tokens,
+                "completion_tokens": answer.completion_tokens,
+                "cached_tokens": answer.cached_tokens,
             }
         )
-        return response
 
+    fake.on_chat = log_call
     app = fake.app()
-    app.middlewares.insert(0, log_calls)
 
     async def get_calls(request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(calls), content_type="application/json")

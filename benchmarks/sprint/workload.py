@@ -239,8 +239,13 @@ def _question(
     return f"{ask}\n[answer: {tokens} tokens]", max_tokens, lines
 
 
+BOTCH_ONE_IN = 20
+"""One batch reply in this many is unusable, one more misses a task: models do that."""
+
+
 def sprint_responder(body: dict[str, Any]) -> str:
-    """A ``FakeUpstream.responder``: the right answer to a task, or to each task of a batch prompt."""
+    """A ``FakeUpstream.responder``: the right answer to a task, or to each task of a batch prompt
+    (a few batch replies botched, as models sometimes do)."""
     from gateway.testing.batch_model import tasks_in
     from gateway.testing.upstream_bodies import last_user_text
 
@@ -248,4 +253,10 @@ def sprint_responder(body: dict[str, Any]) -> str:
     tasks = tasks_in(text)
     if not tasks:
         return answer_for(text)
-    return json.dumps({tid: answer_for(task) for tid, task in tasks.items()})
+    answers = {tid: answer_for(task) for tid, task in tasks.items()}
+    botch = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % BOTCH_ONE_IN
+    if botch == 0:  # prose around the JSON: the whole reply is unusable
+        return "Here are the answers: " + json.dumps(answers)
+    if botch == 1:  # one task forgotten
+        answers.pop(sorted(answers)[-1])
+    return json.dumps(answers)

@@ -27,9 +27,11 @@ from gateway.batcher.formation import Formation
 from gateway.batcher.latency import DecodeModel, OutputHistory, added_s
 from gateway.batcher.prompt import build_batch_message, parse_answers, task_id
 from gateway.batcher.split import apportion, member_answer
+from gateway.batcher.stream_split import StreamSplitter
+from gateway.batcher.streamed import read_stream
 from gateway.cache.keys import cache_key
 from gateway.context import RequestContext, Usage
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, UpstreamError
 from gateway.logs import get_logger
 from gateway.policy.batching import BatchingConfig
 from gateway.providers import UpstreamReply
@@ -38,6 +40,8 @@ from gateway.upstream import ModelCatalog, Target, Upstream
 from gateway.validation import CHAT
 
 log = get_logger("gateway.batcher")
+_UNDER = 0.9
+"""Early answers are charged this share of their estimate; the last answer takes the exact rest."""
 Outcome = tuple[Target, UpstreamReply]
 
 
@@ -89,6 +93,8 @@ class Batcher:
         self.formation = Formation(config)
         self.history = OutputHistory(config.output_tokens_prior)
         self.decode = DecodeModel(config.decode_ms_per_token / 1000)
+        self._prompt_scale = 1.0
+        """Provider prompt tokens per estimated token, from the last batch."""
 
     def eligible(self, ctx: RequestContext) -> bool:
         """Cheap and synchronous, so a request that is not batchable never waits."""
@@ -157,6 +163,7 @@ class Batcher:
         task = asyncio.get_running_loop().create_task(self._flush(members))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
+        task.add_done_callback(lambda done: _fail_pending(done, members))
 
     async def close(self) -> None:
         """Send what is waiting and let in-flight batches finish (called at shutdown)."""
@@ -169,19 +176,27 @@ class Batcher:
         if len(members) == 1:
             await self._one_by_one(members)
             return
-        order = list(members)
-        if self.config.shuffle:
-            random.shuffle(order)
-        ids = {id(m): task_id(i) for i, m in enumerate(order)}
-        batch = Batch(os.urandom(6).hex(), members, ids, self._batch_body(order, ids))
+        ids = {id(m): task_id(i) for i, m in enumerate(self._order(members))}
+        batch = Batch(os.urandom(6).hex(), members, ids, self._batch_body(self._order(members), ids))
+        by_task = {batch.task_of(m): m for m in members}
         first = members[0]
         batch_ctx = RequestContext(
             request_id=f"batch-{batch.id}", endpoint=CHAT, agent="_batch", team=first.ctx.team
         )
-        batch_ctx.body = batch.body
+        batch_ctx.body, batch_ctx.stream = batch.body, self.config.stream
+        splitter = StreamSplitter(list(ids.values()))
+        handed: dict[str, Usage] = {}
         answers: dict[str, str] = {}
-        target, reply = first.target, None
+        target, usage, head = first.target, None, {}
         started = time.perf_counter()
+
+        def early(task: str, text: str, head: dict[str, Any]) -> None:
+            if len(splitter.given) >= len(members):
+                return  # the last answer waits for the usage, so the shares add up to it exactly
+            share = self._estimated_share(batch, by_task[task], text)
+            handed[task] = share
+            self._hand_out(batch, target, head, by_task[task], text, share, time.perf_counter() - started)
+
         try:
             target, reply = await self.upstream.call(
                 batch_ctx,
@@ -190,23 +205,53 @@ class Batcher:
                 batch.body,
                 orjson.dumps(batch.body),
             )
-            if reply.status == 200:
-                answers = parse_answers(_content(reply.body), list(ids.values()))
+            content = None
+            if reply.status == 200 and reply.chunks is not None:
+                streamed = await read_stream(reply, splitter, early)
+                usage, head = streamed.usage, streamed.head
+                content = streamed.content if streamed.complete else None
+            elif reply.chunks is not None:
+                await reply.close()
+            elif reply.status == 200:
+                usage, head, content = Usage.of(reply.body), _head(reply.body), _content(reply.body)
+            answers = parse_answers(content, list(ids.values()))
         except GatewayError as exc:
             log.warning("batch_failed", batch_id=batch.id, size=len(members), error=exc.message)
         elapsed = time.perf_counter() - started
-        if reply is not None and reply.status == 200:
-            self.decode.record(target.name, (Usage.of(reply.body) or Usage()).completion_tokens, elapsed)
-        answered = [m for m in members if batch.task_of(m) in answers]
-        missing = [m for m in members if batch.task_of(m) not in answers]
+        if splitter.repeated:
+            log.warning("batch_repeated_ids", batch_id=batch.id, ids=sorted(splitter.repeated))
+        left = Usage()
+        if usage is not None:
+            self.decode.record(target.name, usage.completion_tokens, elapsed)
+            self._prompt_scale = usage.prompt_tokens / max(1, estimate_prompt(CHAT, batch.body))
+            left = Usage(
+                max(0, usage.prompt_tokens - sum(u.prompt_tokens for u in handed.values())),
+                max(0, usage.completion_tokens - sum(u.completion_tokens for u in handed.values())),
+            )
+            metrics.BATCH_TOKENS.inc(usage.total)
+        late = [m for m in members if batch.task_of(m) in answers and batch.task_of(m) not in handed]
+        missing = [m for m in members if batch.task_of(m) not in answers and batch.task_of(m) not in handed]
         metrics.BATCHES.inc()
         metrics.BATCH_SIZE.observe(len(members))
-        if answered and reply is not None:
-            self._deliver(batch, target, reply, answered, answers, elapsed)
+        answered = [by_task[t] for t in handed] + late
+        alone = sum(m.ctx.prompt_estimate for m in answered) * self._prompt_scale
+        metrics.BATCH_TOKENS_UNBATCHED.inc(alone + (usage.completion_tokens if usage else 0))
+        if late:
+            self._deliver(batch, target, head, late, answers, elapsed, left)
         if missing:
             metrics.BATCH_FALLBACKS.inc(len(missing))
             log.info("batch_fallback", batch_id=batch.id, size=len(members), missing=len(missing))
-            await self._one_by_one(missing)
+            # A reply that answered nobody was still billed: its tokens go with the tasks sent again.
+            await self._one_by_one(missing, batch, left if not late else Usage())
+
+    def _order(self, members: list[Member]) -> list[Member]:
+        """Shortest expected answers first when streamed (they leave first), else shuffled."""
+        if self.config.stream:
+            return sorted(members, key=lambda m: m.output)
+        order = list(members)
+        if self.config.shuffle:
+            random.shuffle(order)
+        return order
 
     def _batch_body(self, order: list[Member], ids: dict[int, str]) -> dict[str, Any]:
         first = order[0].ctx.body
@@ -220,47 +265,71 @@ class Batcher:
                 body[name] = sum(limits)  # type: ignore[arg-type]
         if self.config.json_mode:
             body["response_format"] = {"type": "json_object"}
+        if self.config.stream:
+            body["stream"], body["stream_options"] = True, {"include_usage": True}
         return body
+
+    def _estimated_share(self, batch: Batch, member: Member, text: str) -> Usage:
+        """An early answer's usage, before the provider's arrives: slightly under its estimated share,
+        so the last answer's remainder (exact) is never negative."""
+        n = len(batch.members)
+        own = estimate_text(member.task)
+        tasks = sum(estimate_text(m.task) for m in batch.members)
+        prompt = estimate_prompt(CHAT, batch.body) * self._prompt_scale
+        share = (max(0.0, prompt - tasks) / n + own) * _UNDER
+        return Usage(int(share), int(estimate_text(text) * _UNDER))
 
     def _deliver(
         self,
         batch: Batch,
         target: Target,
-        reply: UpstreamReply,
+        head: dict[str, Any],
         answered: list[Member],
         answers: dict[str, str],
         elapsed: float,
+        usage: Usage,
     ) -> None:
-        """Give each caller its own completion and its share of the usage (shares sum to the whole)."""
-        whole = orjson.loads(reply.body)
-        usage = Usage.of(reply.body) or Usage()
+        """Give each caller its own completion and its share of ``usage`` (shares sum to it)."""
         texts = [answers[batch.task_of(m)] for m in answered]
         own = [estimate_text(m.task) for m in answered]
         shared = max(0, usage.prompt_tokens - sum(own))
         prompts = apportion(usage.prompt_tokens, [shared / len(answered) + o for o in own])
         completions = apportion(usage.completion_tokens, [estimate_text(t) for t in texts])
-        # What the same tasks would have cost one by one, from the estimates, calibrated by this batch.
-        scale = usage.prompt_tokens / max(1, estimate_prompt(CHAT, batch.body))
-        alone = sum(m.ctx.prompt_estimate * scale for m in answered) + usage.completion_tokens
-        metrics.BATCH_TOKENS.inc(usage.total)
-        metrics.BATCH_TOKENS_UNBATCHED.inc(alone)
         for member, text, prompt, completion in zip(answered, texts, prompts, completions, strict=True):
-            self.history.record(member.ctx.task_type, member.target.name, completion)
-            ctx = member.ctx
-            ctx.extra_headers["X-Gateway-Batch"] = f"{batch.id};size={len(batch.members)}"
-            ctx.batch_id, ctx.batch_size = batch.id, len(batch.members)
-            ctx.tokens_saved, ctx.saved_reason = round(ctx.prompt_estimate * scale) - prompt, "batch"
-            ctx.upstream_seconds = elapsed
-            data = member_answer(
-                whole, f"{batch.id}-{batch.task_of(member)}", text, Usage(prompt, completion)
-            )
-            if not member.future.done():
-                member.future.set_result(
-                    (target, UpstreamReply(200, {"content-type": "application/json"}, data))
-                )
+            self._hand_out(batch, target, head, member, text, Usage(prompt, completion), elapsed)
 
-    async def _one_by_one(self, members: list[Member]) -> None:
-        async def alone(member: Member) -> None:
+    def _hand_out(
+        self,
+        batch: Batch,
+        target: Target,
+        head: dict[str, Any],
+        member: Member,
+        text: str,
+        usage: Usage,
+        elapsed: float,
+    ) -> None:
+        self.history.record(member.ctx.task_type, member.target.name, usage.completion_tokens)
+        ctx = member.ctx
+        ctx.extra_headers["X-Gateway-Batch"] = f"{batch.id};size={len(batch.members)}"
+        ctx.batch_id, ctx.batch_size = batch.id, len(batch.members)
+        # What the task would have cost alone, from its estimate calibrated by recent batches.
+        ctx.tokens_saved = max(0, round(ctx.prompt_estimate * self._prompt_scale) - usage.prompt_tokens)
+        ctx.saved_reason = "batch"
+        ctx.upstream_seconds = elapsed
+        data = member_answer(head, f"{batch.id}-{batch.task_of(member)}", text, usage)
+        if not member.future.done():
+            member.future.set_result((target, UpstreamReply(200, {"content-type": "application/json"}, data)))
+
+    async def _one_by_one(
+        self, members: list[Member], batch: Batch | None = None, surcharge: Usage | None = None
+    ) -> None:
+        """Each member alone. After a batch, the calls count in the batch's tokens both ways (net of
+        fallbacks), and ``surcharge`` (a botched reply's usage) is shared out over their usage."""
+        extra = surcharge or Usage()
+        prompts = apportion(extra.prompt_tokens, [1.0] * len(members))
+        completions = apportion(extra.completion_tokens, [1.0] * len(members))
+
+        async def alone(member: Member, more: Usage) -> None:
             started = time.perf_counter()
             try:
                 outcome = await self.upstream.call(
@@ -275,10 +344,14 @@ class Batcher:
                     member.future.set_exception(exc)
                 return
             self._learn(member, outcome, time.perf_counter() - started)
+            if batch is not None:
+                outcome = _after_batch(member, outcome, batch, more)
             if not member.future.done():
                 member.future.set_result(outcome)
 
-        await asyncio.gather(*(alone(m) for m in members))
+        await asyncio.gather(
+            *(alone(m, Usage(p, c)) for m, p, c in zip(members, prompts, completions, strict=True))
+        )
 
     def _learn(self, member: Member, outcome: Outcome, elapsed: float) -> None:
         """A single call's answer length and decode time feed the predictions."""
@@ -286,6 +359,44 @@ class Batcher:
         if reply.status == 200 and (usage := Usage.of(reply.body)) is not None:
             self.history.record(member.ctx.task_type, member.target.name, usage.completion_tokens)
             self.decode.record(target.name, usage.completion_tokens, elapsed)
+
+
+def _fail_pending(task: asyncio.Task[None], members: list[Member]) -> None:
+    """A batch that broke unexpectedly still answers every caller (a 502), never leaves one waiting."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.error("batch_crashed", error=repr(task.exception()))
+    for member in members:
+        if not member.future.done():
+            member.future.set_exception(UpstreamError("The batched request could not be completed."))
+
+
+def _after_batch(member: Member, outcome: Outcome, batch: Batch, more: Usage) -> Outcome:
+    """A fallback's reply, charged its share of the botched batch call and counted with the batch."""
+    target, reply = outcome
+    usage = Usage.of(reply.body) if reply.status == 200 and reply.chunks is None else None
+    if usage is None:
+        return outcome
+    metrics.BATCH_TOKENS.inc(usage.total + more.total)
+    metrics.BATCH_TOKENS_UNBATCHED.inc(usage.total)
+    if not more.total:
+        return outcome
+    body = orjson.loads(reply.body)
+    body["usage"].update(
+        prompt_tokens=usage.prompt_tokens + more.prompt_tokens,
+        completion_tokens=usage.completion_tokens + more.completion_tokens,
+        total_tokens=usage.total + more.total,
+    )
+    member.ctx.batch_id, member.ctx.batch_size = batch.id, len(batch.members)
+    return target, UpstreamReply(reply.status, reply.headers, orjson.dumps(body))
+
+
+def _head(body: bytes) -> dict[str, Any]:
+    try:
+        whole = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return whole if isinstance(whole, dict) else {}
 
 
 def _content(body: bytes) -> str | None:
