@@ -78,8 +78,8 @@ def test_first_answer_leaves_before_the_reply_ends_and_shares_sum_to_the_usage()
         batcher = Batcher(config, upstream, Catalog(), lambda ctx: "scope")  # type: ignore[arg-type]
         long_one = asyncio.ensure_future(batcher.submit(member("long task", 30), FakeTarget(), b""))  # type: ignore[arg-type]
         short_one = asyncio.ensure_future(batcher.submit(member("short task", 5), FakeTarget(), b""))  # type: ignore[arg-type]
-        while not short_one.done():
-            await asyncio.sleep(0.01)
+        await asyncio.wait([short_one, long_one], return_when=asyncio.FIRST_COMPLETED)
+        assert short_one.done()
         sent = upstream.bodies[0]
         assert sent["stream"] is True and "### Task t1\nshort task" in sent["messages"][-1]["content"], (
             "streamed, shortest expected answer first"
