@@ -54,6 +54,11 @@ CACHE_TOKENS_SAVED = Counter(
     "llm_cache_tokens_saved_total", "Provider tokens not spent thanks to cache hits."
 )
 CACHE_COST_SAVED = Counter("llm_cache_cost_saved_usd_total", "Estimated USD not spent thanks to cache hits.")
+PROVIDER_CACHED_TOKENS = Counter(
+    "llm_provider_cached_tokens_total",
+    "Prompt tokens the provider read from its own prompt cache (billed at its cached-input rate).",
+    ["model"],
+)
 # llm_cache_hit_rate is derived from the two counters at scrape time (gateway/prometheus.py), so it is
 # right across workers: a gauge kept per process could not be summed.
 ROUTING_DECISIONS = Counter(

@@ -28,6 +28,13 @@ _LEADING = ("system", "developer")
 RESPONSES = "responses"
 
 
+def provider_cached(usage: object) -> int:
+    """Prompt tokens the provider read from its prompt cache, where the usage carries them
+    (``Usage.cached_input_tokens``: OpenAI's ``prompt_tokens_details.cached_tokens``)."""
+    cached = getattr(usage, "cached_input_tokens", 0)
+    return cached if isinstance(cached, int) and cached > 0 else 0
+
+
 def shared_prefix(endpoint: str, body: dict[str, Any]) -> Any:
     """The part of the prompt every request of a team's role repeats, or None."""
     if endpoint == CHAT:

@@ -22,6 +22,7 @@ from gateway.logs import get_logger
 from gateway.pipeline import CTX, DELIVERED, REQUEST_ID, Pipeline
 from gateway.policy import Policy
 from gateway.prometheus import render
+from gateway.prompt_cache import provider_cached
 from gateway.services import Services
 from gateway.startup import NO_KEY, missing_keys
 from gateway.store import Store
@@ -134,6 +135,8 @@ def _record(request: web.Request, status: int, started: float, error: str | None
         metrics.TOKENS_USED.labels(pipeline.agent_label(ctx.agent), pipeline.model_label(ctx.model)).inc(
             usage.total
         )
+        if cached := provider_cached(usage):
+            metrics.PROVIDER_CACHED_TOKENS.labels(pipeline.model_label(ctx.model)).inc(cached)
     log.info(
         "request",
         request_id=ctx.request_id,

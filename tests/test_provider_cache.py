@@ -91,3 +91,42 @@ def test_report_shows_the_gateways_own_added_time() -> None:
     assert added == pytest.approx([2.0, 3.0, 120.0]), "a batch's wait for partners is the gateway's time"
     kpis = summarize(recorded(r) for r in (plain, waited, hit)).kpis()
     assert kpis["p95_added_ms"] == pytest.approx(120.0) and kpis["p95_latency_ms"] == 500.0
+
+
+def test_a_hit_on_a_batched_answer_saved_what_it_cost_alone() -> None:
+    miss = LedgerRecord(
+        "a",
+        "chat.completions",
+        200,
+        1.0,
+        latency_ms=900.0,
+        cache="MISS",
+        cache_key="k",
+        batch_id="b",
+        tokens_used=100,
+        tokens_saved=300,
+        saved_reason="batch",
+    )
+    hit = LedgerRecord(
+        "b",
+        "chat.completions",
+        200,
+        2.0,
+        latency_ms=2.0,
+        cache="HIT",
+        cache_key="k",
+        tokens_used=0,
+        tokens_saved=100,
+        saved_reason="cache",
+    )
+    summary = summarize(recorded(r) for r in (miss, hit))
+    assert summary.saved_cache == 400 and summary.saved_batch == 300
+    assert summary.baseline_tokens == 800, "both requests at their cost alone"
+
+
+def test_provider_cached_reads_the_usage_field_where_present() -> None:
+    from gateway.context import Usage
+    from gateway.prompt_cache import provider_cached
+
+    assert provider_cached(CachedUsage(2000, 10, 1024)) == 1024
+    assert provider_cached(Usage(2000, 10)) == 0

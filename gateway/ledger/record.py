@@ -24,6 +24,7 @@ from gateway.context import RequestContext
 from gateway.ledger.schema import LedgerRecord
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
+from gateway.prompt_cache import provider_cached
 from gateway.redact import everywhere
 from gateway.router.rules import RuleSet
 from gateway.tokens import max_output
@@ -67,12 +68,6 @@ class Charge(NamedTuple):
 
 NO_CHARGE = Charge(None, None, None, None, None, None, None, None)
 """A request with no answer: none of those fields apply."""
-
-
-def provider_cached(usage: object) -> int:
-    """Prompt tokens the provider read from its prompt cache, where the usage carries them."""
-    cached = getattr(usage, "cached_input_tokens", 0)
-    return cached if isinstance(cached, int) and cached > 0 else 0
 
 
 def routing_baseline(policy: Policy) -> str | None:

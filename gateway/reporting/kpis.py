@@ -127,7 +127,10 @@ def percentile(values: list[float], share: float) -> float | None:
 def summarize(outcomes: Iterable[Outcome], uptime: dict[str, float] | None = None) -> Summary:
     summary = Summary(uptime=dict(uptime or {}))
     batch_ids: set[str] = set()
+    alone: dict[str, int] = {}
+    """Cache key -> what the answer stored under it cost alone (its tokens plus what its batch saved)."""
     for o in outcomes:
+        o = _credited(o, alone)
         summary.requests += 1
         summary.start = o.ts if summary.start is None else min(summary.start, o.ts)
         finished = o.ts + o.latency_ms / 1000
@@ -172,6 +175,18 @@ def summarize(outcomes: Iterable[Outcome], uptime: dict[str, float] | None = Non
             summary.routing[(o.requested_model or "", o.model, o.rule or "")] += 1
     summary.batches = len(batch_ids)
     return summary
+
+
+def _credited(o: Outcome, alone: dict[str, int]) -> Outcome:
+    """A hit saved what its answer cost alone when first answered (a batch member's share plus what its
+    batch saved), not just the share it was billed."""
+    if o.cache_key is None:
+        return o
+    if o.cache == "MISS" and o.tokens_used:
+        alone[o.cache_key] = o.tokens_used + o.saved_batch
+    elif o.cache == "HIT" and alone.get(o.cache_key, 0) > o.saved_cache:
+        o.saved_cache = alone[o.cache_key]
+    return o
 
 
 def _count_status(summary: Summary, o: Outcome) -> None:

@@ -27,6 +27,7 @@ class Outcome:
     cache: str | None = None
     """HIT, MISS or BYPASS (None: the request never got that far)."""
     batch_id: str | None = None
+    cache_key: str | None = None
     tokens_used: int = 0
     """Provider tokens charged to this request (0 for a cache hit)."""
     saved_cache: int = 0
@@ -70,6 +71,7 @@ def recorded(record: LedgerRecord) -> Outcome:
         error=record.error,
         cache=record.cache,
         batch_id=record.batch_id,
+        cache_key=record.cache_key,
         tokens_used=record.tokens_used or 0,
         saved_cache=saved if reason == "cache" else 0,
         saved_batch=saved if reason == "batch" else 0,
