@@ -379,6 +379,7 @@ def _after_batch(member: Member, outcome: Outcome, batch: Batch, more: Usage) ->
         return outcome
     metrics.BATCH_TOKENS.inc(usage.total + more.total)
     metrics.BATCH_TOKENS_UNBATCHED.inc(usage.total)
+    member.ctx.batch_id, member.ctx.batch_size = batch.id, len(batch.members)  # counted with its batch
     if not more.total:
         return outcome
     body = orjson.loads(reply.body)
@@ -387,7 +388,6 @@ def _after_batch(member: Member, outcome: Outcome, batch: Batch, more: Usage) ->
         completion_tokens=usage.completion_tokens + more.completion_tokens,
         total_tokens=usage.total + more.total,
     )
-    member.ctx.batch_id, member.ctx.batch_size = batch.id, len(batch.members)
     return target, UpstreamReply(reply.status, reply.headers, orjson.dumps(body))
 
 

@@ -6,8 +6,9 @@ it only when a partner is likely, so each group key keeps its recent arrivals:
 
 - a request that finds no open group opens one only when, lately, most openers of this key got a
   partner; otherwise it goes at once (and still counts as an opener, so the estimate keeps learning);
-- an open group waits for the next member at most the gap within which recent partners arrived (a
-  burst's tasks come milliseconds apart), and never past ``window_ms`` or the latency bound.
+- an open group waits for the next member twice the median recent gap between arrivals (a burst's
+  tasks come milliseconds apart, so that median is a burst's), never past ``window_ms`` or the bound;
+  an opener counts as partnered when the next arrival came within that wait.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Formation:
         if seen.last is not None and now - seen.last <= window:
             seen.gaps.append(now - seen.last)
         if seen.opener is not None:
-            if now - seen.opener <= window:
+            if now - seen.opener <= self.wait_s(key):
                 seen.partnered += self.alpha * (1 - seen.partnered)
             else:
                 seen.partnered -= self.alpha * seen.partnered
@@ -66,7 +67,7 @@ class Formation:
         gaps = self._keys.get(key, Arrivals()).gaps
         if len(gaps) < 8:
             return window
-        return min(window, max(0.001, quantile(list(gaps), 0.95) * 1.5))
+        return min(window, max(0.001, quantile(list(gaps), 0.5) * 2))
 
     def fits(self, waited_s: list[float], decode_s: list[float]) -> bool:
         """Whether every member's predicted added latency (waited so far + decode of the others)

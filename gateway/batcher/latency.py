@@ -5,7 +5,7 @@ written before its own (all of them when the reply is read whole). Both figures 
 calls the batcher makes:
 
 - :class:`OutputHistory` predicts a member's completion tokens: its ``max_tokens`` when it has one (an
-  upper bound the answer cannot pass), else a high quantile of recent answers of its task type and model,
+  upper bound the answer cannot pass), else the 90th percentile of recent answers of its task type and model,
   else the policy's prior.
 - :class:`DecodeModel` learns seconds per completion token per model by least squares over recent calls
   (``elapsed = base + per_token * completion``), starting from the policy's prior.
@@ -30,7 +30,7 @@ class OutputHistory:
     """Recent completion tokens by (task type, model)."""
 
     prior_tokens: int
-    share: float = 0.8
+    share: float = 0.9
     """Quantile of the recent lengths used as the prediction (above the median: waits are not averaged)."""
     _seen: dict[tuple[str | None, str], deque[int]] = field(default_factory=dict)
 

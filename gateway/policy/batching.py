@@ -23,12 +23,13 @@ class BatchingConfig(Section):
     window_ms: float = Field(100.0, gt=0)
     """The oldest request in a group waits at most this long (milliseconds) for others; a group goes
     sooner when no partner came within the gap partners lately arrived in."""
-    max_added_ms: float = Field(800.0, ge=0)
+    max_added_ms: float = Field(700.0, ge=0)
     """No member may be predicted to wait longer than this (milliseconds) because of its batch: its wait
     for partners plus the decode time of the answers written before its own. Batched tasks are small
-    (answers of ~30-110 tokens, under ~1 s alone); 800 keeps each under ~1.8 s, below the ~1.9 s P95 a
-    coding sprint's larger answers set on their own, so batching does not raise the P95. Lower it where
-    small answers set the P95; ``0`` batches only answers predicted to come first."""
+    (answers of ~30-110 tokens, under ~1 s alone); 700 keeps each under ~1.7 s, with room for
+    prediction error below the ~1.9 s P95 that a coding sprint's larger answers set on their own, so
+    batching does not raise the P95. Lower it where small answers set the P95; ``0`` batches only
+    answers predicted to come first."""
     min_partner_share: float = Field(0.3, ge=0, le=1)
     """A request that finds no open group waits for partners only when at least this share of recent
     openers of its group got one within ``window_ms``; otherwise it goes at once."""
