@@ -139,7 +139,8 @@ def test_previous_response_id_continues_and_store_false_does_not(client: openai.
     assert first.usage and second.usage and second.usage.input_tokens > first.usage.input_tokens + 4
     with pytest.raises(openai.NotFoundError) as unknown:
         client.responses.create(model="gpt-4.1-mini", input="x", previous_response_id="resp_nope")
-    assert unknown.value.code == "previous_response_not_found" and unknown.value.param == "previous_response_id"
+    assert unknown.value.code == "previous_response_not_found"
+    assert unknown.value.param == "previous_response_id"
     ephemeral = create(client, model="gpt-4.1-mini", input="forget me", store=False)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(ephemeral.id)

@@ -1,0 +1,169 @@
+"""The Codex CLI (npm ``@openai/codex``, pinned in tests/agents/codex) completes a task on the Responses API.
+
+:func:`run_codex` runs ``codex exec`` against any base URL (the fake provider here, the gateway elsewhere)
+with a throw-away ``CODEX_HOME`` whose only provider is that URL, so nothing reaches OpenAI. The CLI is
+installed by ``.ci/run`` (``npm ci --prefix tests/agents/codex``); outside CI a missing install skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.testing.background import BackgroundServer
+from gateway.testing.upstream import FakeUpstream, RecordedRequest
+from gateway.testing.upstream_responses_bodies import item_text
+
+CODEX_DIR = Path(__file__).parent / "agents" / "codex"
+CODEX_BIN = CODEX_DIR / "node_modules" / ".bin" / "codex"
+SAMPLE = Path(__file__).parent / "data" / "codex_responses_request.json"
+KEY = "sk-codex-test-0123456789abcdef"
+MODEL = "gpt-5.1-codex"
+TASK = "Say hello"
+
+
+def codex_available() -> bool:
+    return shutil.which("node") is not None and CODEX_BIN.exists()
+
+
+@pytest.fixture(autouse=True)
+def _need_codex() -> None:
+    if not codex_available():
+        if os.environ.get("CI"):
+            pytest.fail("the Codex CLI is not installed: run npm ci --prefix tests/agents/codex")
+        pytest.skip("the Codex CLI is not installed (npm ci --prefix tests/agents/codex)")
+
+
+@dataclass(slots=True)
+class CodexRun:
+    returncode: int
+    stdout: str  # the final answer (codex exec prints only that on stdout)
+    stderr: str  # the transcript: banner, commands run, tokens used
+
+
+def codex_config(base_url: str, model: str = MODEL) -> str:
+    """A ``config.toml`` whose only provider is ``base_url`` (…/v1); retries, updates, telemetry off."""
+    return f"""model = "{model}"
+model_provider = "under_test"
+check_for_update_on_startup = false
+
+[model_providers.under_test]
+name = "under test"
+base_url = "{base_url}"
+env_key = "UNDER_TEST_API_KEY"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
+
+[otel]
+exporter = "none"
+"""
+
+
+def run_codex(base_url: str, api_key: str, home: Path, prompt: str = TASK, *, model: str = MODEL,
+              timeout: float = 90.0) -> CodexRun:
+    """Run ``codex exec`` once (a new session) in a fresh ``home`` against ``base_url`` (ending in /v1)."""
+    codex_home, work = home / "codex-home", home / "work"
+    codex_home.mkdir(parents=True)
+    work.mkdir()
+    (codex_home / "config.toml").write_text(codex_config(base_url, model))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(codex_home),
+           "UNDER_TEST_API_KEY": api_key, "NO_COLOR": "1"}
+    done = subprocess.run([str(CODEX_BIN), "exec", "--skip-git-repo-check", "--ephemeral", prompt], cwd=work,
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    return CodexRun(done.returncode, done.stdout, done.stderr)
+
+
+def sample_request(request: RecordedRequest) -> dict[str, Any]:
+    """``request`` as saved in tests/data: the key replaced, hop-by-hop headers dropped."""
+    headers = {k: v for k, v in request.headers.items() if k not in ("host", "content-length")}
+    headers["authorization"] = "Bearer <key>"
+    return {"method": request.method, "path": request.path, "headers": headers, "body": request.json}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[FakeUpstream, BackgroundServer]]:
+    fake = FakeUpstream(expected_key=KEY)
+    with BackgroundServer(fake.app) as srv:
+        yield fake, srv
+
+
+@pytest.fixture
+def fake(server: tuple[FakeUpstream, BackgroundServer]) -> Iterator[FakeUpstream]:
+    server[0].reset()
+    yield server[0]
+    server[0].reset()
+
+
+def test_codex_exec_completes_against_the_fake(server: tuple[FakeUpstream, BackgroundServer],
+                                               fake: FakeUpstream, tmp_path: Path) -> None:
+    run = run_codex(server[1].url + "/v1", KEY, tmp_path)
+    assert run.returncode == 0, run.stderr
+    posted = [r for r in fake.requests if r.path == "/v1/responses"]
+    assert [r.method for r in fake.requests] == ["POST"] * len(fake.requests) and len(posted) == 2
+    first, second = (r.json for r in posted)
+    # The fake answered a tool call first (Codex ran it), then the tool's output as the final answer.
+    call = next(i for i in second["input"] if i["type"] == "function_call")
+    result = second["input"][-1]
+    assert result["type"] == "function_call_output" and result["call_id"] == call["call_id"]
+    assert ("echo: " + item_text(result)).strip() in run.stdout
+    # Codex keeps nothing on the provider and carries the encrypted reasoning itself.
+    for body in (first, second):
+        assert body["stream"] is True and body["store"] is False and "previous_response_id" not in body
+        assert body["include"] == ["reasoning.encrypted_content"]
+    reasoning = next(i for i in second["input"] if i["type"] == "reasoning")
+    assert reasoning["encrypted_content"].startswith("gAAAAA")
+    assert second["input"][: len(first["input"])] == first["input"]  # the whole context is resent
+    for request in posted:
+        assert request.headers["authorization"] == "Bearer " + KEY
+        assert request.headers["session-id"] == request.json["prompt_cache_key"]
+
+
+def test_each_run_is_a_new_session(server: tuple[FakeUpstream, BackgroundServer], fake: FakeUpstream,
+                                   tmp_path: Path) -> None:
+    """What is fresh per run: the session id (``prompt_cache_key``, ``session-id``, ``x-codex-*``,
+    ``client_metadata``) and the ids of the input messages Codex writes; the task text is the same."""
+    firsts = []
+    for run_no in range(2):
+        fake.reset()
+        assert run_codex(server[1].url + "/v1", KEY, tmp_path / str(run_no)).returncode == 0
+        firsts.append(next(r for r in fake.requests if r.path == "/v1/responses"))
+    one, two = firsts
+    assert one.json["prompt_cache_key"] != two.json["prompt_cache_key"]
+    assert one.headers["session-id"] != two.headers["session-id"]
+    assert one.headers["x-codex-window-id"] != two.headers["x-codex-window-id"]
+    assert one.json["client_metadata"]["session_id"] != two.json["client_metadata"]["session_id"]
+    ids = [[i.get("id") for i in r.json["input"]] for r in firsts]
+    assert not set(ids[0]) & set(ids[1])  # every input item gets a fresh id, even unchanged instructions
+    assert one.json["input"][0]["content"] == two.json["input"][0]["content"]
+    assert one.json["input"][-1]["content"] == two.json["input"][-1]["content"] == [
+        {"type": "input_text", "text": TASK}]
+    assert one.json["tools"] == two.json["tools"] and one.json["model"] == MODEL
+
+
+def test_saved_sample_matches_what_codex_sends(server: tuple[FakeUpstream, BackgroundServer],
+                                               fake: FakeUpstream, tmp_path: Path) -> None:
+    """tests/data/codex_responses_request.json is one real first request of this Codex version."""
+    assert run_codex(server[1].url + "/v1", KEY, tmp_path).returncode == 0
+    now = sample_request(next(r for r in fake.requests if r.path == "/v1/responses"))
+    if os.environ.get("REFRESH_CODEX_SAMPLE"):
+        SAMPLE.write_text(json.dumps(now, indent=1, ensure_ascii=False) + "\n")
+    saved = json.loads(SAMPLE.read_text())
+    assert KEY not in SAMPLE.read_text()
+    assert sorted(saved["headers"]) == sorted(now["headers"]) and sorted(saved["body"]) == sorted(now["body"])
+    assert saved["headers"]["user-agent"].split()[0] == now["headers"]["user-agent"].split()[0]  # version
+    assert [i["type"] for i in saved["body"]["input"]] == [i["type"] for i in now["body"]["input"]]
