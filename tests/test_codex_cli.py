@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.testing.background import BackgroundServer
 from gateway.testing.upstream import FakeUpstream, RecordedRequest
 from gateway.testing.upstream_responses_bodies import item_text
+from tests.conftest import PROVIDER_KEY as KEY
 
 CODEX_DIR = Path(__file__).parent / "agents" / "codex"
 CODEX_BIN = CODEX_DIR / "node_modules" / ".bin" / "codex"
 SAMPLE = Path(__file__).parent / "data" / "codex_responses_request.json"
-KEY = "sk-codex-test-0123456789abcdef"
 MODEL = "gpt-5.1-codex"
 TASK = "Say hello"
 
@@ -88,6 +87,13 @@ def run_codex(base_url: str, api_key: str, home: Path, prompt: str = TASK, *, mo
     return CodexRun(done.returncode, done.stdout, done.stderr)
 
 
+def tokens_used(run: CodexRun) -> int:
+    """The token count Codex prints at the end of a run."""
+    found = re.search(r"^tokens used\n([\d,]+)$", run.stderr, re.MULTILINE)
+    assert found, run.stderr
+    return int(found.group(1).replace(",", ""))
+
+
 def sample_request(request: RecordedRequest) -> dict[str, Any]:
     """``request`` as saved in tests/data: the key replaced, hop-by-hop headers dropped."""
     headers = {k: v for k, v in request.headers.items() if k not in ("host", "content-length")}
@@ -95,23 +101,9 @@ def sample_request(request: RecordedRequest) -> dict[str, Any]:
     return {"method": request.method, "path": request.path, "headers": headers, "body": request.json}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[FakeUpstream, BackgroundServer]]:
-    fake = FakeUpstream(expected_key=KEY)
-    with BackgroundServer(fake.app) as srv:
-        yield fake, srv
-
-
-@pytest.fixture
-def fake(server: tuple[FakeUpstream, BackgroundServer]) -> Iterator[FakeUpstream]:
-    server[0].reset()
-    yield server[0]
-    server[0].reset()
-
-
-def test_codex_exec_completes_against_the_fake(server: tuple[FakeUpstream, BackgroundServer],
-                                               fake: FakeUpstream, tmp_path: Path) -> None:
-    run = run_codex(server[1].url + "/v1", KEY, tmp_path)
+def test_codex_exec_completes_against_the_fake(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
+    fake = fake_upstream
+    run = run_codex(fake.url + "/v1", KEY, tmp_path)
     assert run.returncode == 0, run.stderr
     posted = [r for r in fake.requests if r.path == "/v1/responses"]
     assert [r.method for r in fake.requests] == ["POST"] * len(fake.requests) and len(posted) == 2
@@ -131,16 +123,21 @@ def test_codex_exec_completes_against_the_fake(server: tuple[FakeUpstream, Backg
     for request in posted:
         assert request.headers["authorization"] == "Bearer " + KEY
         assert request.headers["session-id"] == request.json["prompt_cache_key"]
+    # Codex read the usage: it reports uncached input plus output, and the resent prefix was cached.
+    usages = [record.answer.usage for record in fake.responses.responses.values()]
+    assert usages[1]["input_tokens_details"]["cached_tokens"] >= 1024
+    billed = sum(u["input_tokens"] - u["input_tokens_details"]["cached_tokens"] + u["output_tokens"]
+                 for u in usages)
+    assert tokens_used(run) == billed
 
 
-def test_each_run_is_a_new_session(server: tuple[FakeUpstream, BackgroundServer], fake: FakeUpstream,
-                                   tmp_path: Path) -> None:
+def test_each_run_is_a_new_session(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
     """What is fresh per run: the session id (``prompt_cache_key``, ``session-id``, ``x-codex-*``,
     ``client_metadata``) and the ids of the input messages Codex writes; the task text is the same."""
-    firsts = []
+    fake, firsts = fake_upstream, []
     for run_no in range(2):
         fake.reset()
-        assert run_codex(server[1].url + "/v1", KEY, tmp_path / str(run_no)).returncode == 0
+        assert run_codex(fake.url + "/v1", KEY, tmp_path / str(run_no)).returncode == 0
         firsts.append(next(r for r in fake.requests if r.path == "/v1/responses"))
     one, two = firsts
     assert one.json["prompt_cache_key"] != two.json["prompt_cache_key"]
@@ -155,10 +152,10 @@ def test_each_run_is_a_new_session(server: tuple[FakeUpstream, BackgroundServer]
     assert one.json["tools"] == two.json["tools"] and one.json["model"] == MODEL
 
 
-def test_saved_sample_matches_what_codex_sends(server: tuple[FakeUpstream, BackgroundServer],
-                                               fake: FakeUpstream, tmp_path: Path) -> None:
+def test_saved_sample_matches_what_codex_sends(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
     """tests/data/codex_responses_request.json is one real first request of this Codex version."""
-    assert run_codex(server[1].url + "/v1", KEY, tmp_path).returncode == 0
+    fake = fake_upstream
+    assert run_codex(fake.url + "/v1", KEY, tmp_path).returncode == 0
     now = sample_request(next(r for r in fake.requests if r.path == "/v1/responses"))
     if os.environ.get("REFRESH_CODEX_SAMPLE"):
         SAMPLE.write_text(json.dumps(now, indent=1, ensure_ascii=False) + "\n")

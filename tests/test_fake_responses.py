@@ -15,11 +15,10 @@ import pytest
 from openai.types.responses import Response, ResponseItem, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from gateway.testing.background import BackgroundServer
 from gateway.testing.upstream import FakeUpstream
 from gateway.testing.upstream_responses_bodies import REASONING_TOKENS
+from tests.conftest import PROVIDER_KEY as KEY
 
-KEY = "sk-test-0123456789abcdef"
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 ITEMS: TypeAdapter[Any] = TypeAdapter(ResponseItem)
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city.",
@@ -28,23 +27,9 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "The weathe
 LONG = "You are a careful assistant. " * 300  # about 2,100 tokens: long enough to be cached
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[FakeUpstream, BackgroundServer]]:
-    fake = FakeUpstream(expected_key=KEY)
-    with BackgroundServer(fake.app) as srv:
-        yield fake, srv
-
-
 @pytest.fixture
-def fake(server: tuple[FakeUpstream, BackgroundServer]) -> Iterator[FakeUpstream]:
-    server[0].reset()
-    yield server[0]
-    server[0].reset()
-
-
-@pytest.fixture
-def client(server: tuple[FakeUpstream, BackgroundServer], fake: FakeUpstream) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(api_key=KEY, base_url=server[1].url + "/v1", max_retries=0) as c:
+def client(fake_upstream: FakeUpstream) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(api_key=KEY, base_url=fake_upstream.url + "/v1", max_retries=0) as c:  # type: ignore[attr-defined]
         yield c
 
 
@@ -213,9 +198,10 @@ def test_prefix_caching_per_prompt_cache_key(client: openai.OpenAI) -> None:
     assert short[1].usage and short[1].usage.input_tokens_details.cached_tokens == 0  # under 1,024 tokens
 
 
-def test_errors_auth_and_faults(client: openai.OpenAI, fake: FakeUpstream,
-                                server: tuple[FakeUpstream, BackgroundServer]) -> None:
-    with openai.OpenAI(api_key="sk-wrong-key-000000", base_url=server[1].url + "/v1", max_retries=0) as bad, \
+def test_errors_auth_and_faults(client: openai.OpenAI, fake_upstream: FakeUpstream) -> None:
+    fake = fake_upstream
+    url = fake.url + "/v1"  # type: ignore[attr-defined]
+    with openai.OpenAI(api_key="sk-wrong-key-000000", base_url=url, max_retries=0) as bad, \
             pytest.raises(openai.AuthenticationError):
         bad.responses.create(model="gpt-4.1-mini", input="x")
     with pytest.raises(openai.BadRequestError) as missing:
@@ -232,8 +218,7 @@ def test_errors_auth_and_faults(client: openai.OpenAI, fake: FakeUpstream,
     assert error.code == "server_error" and error.sequence_number == 3
 
 
-def test_agents_sdk_runs_a_function_tool(server: tuple[FakeUpstream, BackgroundServer],
-                                         fake: FakeUpstream) -> None:
+def test_agents_sdk_runs_a_function_tool(fake_upstream: FakeUpstream) -> None:
     agents = pytest.importorskip("agents")
     calls: list[str] = []
 
@@ -245,12 +230,13 @@ def test_agents_sdk_runs_a_function_tool(server: tuple[FakeUpstream, BackgroundS
 
     agents.set_tracing_disabled(True)
     agents.set_default_openai_client(
-        openai.AsyncOpenAI(api_key=KEY, base_url=server[1].url + "/v1", max_retries=0), use_for_tracing=False)
+        openai.AsyncOpenAI(api_key=KEY, base_url=fake_upstream.url + "/v1", max_retries=0),  # type: ignore[attr-defined]
+        use_for_tracing=False)
     agents.set_default_openai_api("responses")
     agent = agents.Agent(name="weather", instructions="Answer with the tool.", tools=[get_weather],
                          model="gpt-4.1-mini")
     result = agents.Runner.run_sync(agent, "Weather in Paris?")
     assert calls == ["echo: Weather in Paris?"]
     assert result.final_output == "echo: sunny in echo: Weather in Paris?"
-    posted = [r for r in fake.requests if r.path == "/v1/responses"]
+    posted = [r for r in fake_upstream.requests if r.path == "/v1/responses"]
     assert len(posted) == 2 and posted[1].json["input"][-1]["type"] == "function_call_output"
