@@ -73,17 +73,30 @@ exporter = "none"
 """
 
 
-def run_codex(base_url: str, api_key: str, home: Path, prompt: str = TASK, *, model: str = MODEL,
-              timeout: float = 90.0) -> CodexRun:
+def run_codex(
+    base_url: str, api_key: str, home: Path, prompt: str = TASK, *, model: str = MODEL, timeout: float = 90.0
+) -> CodexRun:
     """Run ``codex exec`` once (a new session) in a fresh ``home`` against ``base_url`` (ending in /v1)."""
     codex_home, work = home / "codex-home", home / "work"
     codex_home.mkdir(parents=True)
     work.mkdir()
     (codex_home / "config.toml").write_text(codex_config(base_url, model))
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(codex_home),
-           "UNDER_TEST_API_KEY": api_key, "NO_COLOR": "1"}
-    done = subprocess.run([str(CODEX_BIN), "exec", "--skip-git-repo-check", "--ephemeral", prompt], cwd=work,
-                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "CODEX_HOME": str(codex_home),
+        "UNDER_TEST_API_KEY": api_key,
+        "NO_COLOR": "1",
+    }
+    done = subprocess.run(
+        [str(CODEX_BIN), "exec", "--skip-git-repo-check", "--ephemeral", prompt],
+        cwd=work,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return CodexRun(done.returncode, done.stdout, done.stderr)
 
 
@@ -126,8 +139,9 @@ def test_codex_exec_completes_against_the_fake(fake_upstream: FakeUpstream, tmp_
     # Codex read the usage: it reports uncached input plus output, and the resent prefix was cached.
     usages = [record.answer.usage for record in fake.responses.responses.values()]
     assert usages[1]["input_tokens_details"]["cached_tokens"] >= 1024
-    billed = sum(u["input_tokens"] - u["input_tokens_details"]["cached_tokens"] + u["output_tokens"]
-                 for u in usages)
+    billed = sum(
+        u["input_tokens"] - u["input_tokens_details"]["cached_tokens"] + u["output_tokens"] for u in usages
+    )
     assert tokens_used(run) == billed
 
 
@@ -147,8 +161,11 @@ def test_each_run_is_a_new_session(fake_upstream: FakeUpstream, tmp_path: Path) 
     ids = [[i.get("id") for i in r.json["input"]] for r in firsts]
     assert not set(ids[0]) & set(ids[1])  # every input item gets a fresh id, even unchanged instructions
     assert one.json["input"][0]["content"] == two.json["input"][0]["content"]
-    assert one.json["input"][-1]["content"] == two.json["input"][-1]["content"] == [
-        {"type": "input_text", "text": TASK}]
+    assert (
+        one.json["input"][-1]["content"]
+        == two.json["input"][-1]["content"]
+        == [{"type": "input_text", "text": TASK}]
+    )
     assert one.json["tools"] == two.json["tools"] and one.json["model"] == MODEL
 
 

@@ -21,9 +21,18 @@ from tests.conftest import PROVIDER_KEY as KEY
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 ITEMS: TypeAdapter[Any] = TypeAdapter(ResponseItem)
-WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city.",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                          "required": ["city"], "additionalProperties": False}, "strict": True}
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
 LONG = "You are a careful assistant. " * 300  # about 2,100 tokens: long enough to be cached
 
 
@@ -61,10 +70,20 @@ def test_stream_is_the_typed_event_sequence(client: openai.OpenAI) -> None:
     for event in events:
         EVENTS.validate_python(event.to_dict(mode="json"))
     kinds = [e.type for e in events]
-    assert kinds[:5] == ["response.created", "response.in_progress", "response.output_item.added",
-                         "response.content_part.added", "response.output_text.delta"]
-    assert kinds[-5:] == ["response.output_text.delta", "response.output_text.done",
-                          "response.content_part.done", "response.output_item.done", "response.completed"]
+    assert kinds[:5] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+    ]
+    assert kinds[-5:] == [
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert deltas == "echo: one two three" and kinds.count("response.output_text.delta") == 4
@@ -92,8 +111,9 @@ def test_function_tool_then_its_output(client: openai.OpenAI) -> None:
     assert call.id is not None and call.id.startswith("fc_") and call.call_id.startswith("call_")
     assert json.loads(call.arguments) == {"city": "echo: weather in Paris?"}
     follow = [{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"}]
-    second = create(client, model="gpt-4.1-mini", input=follow, tools=[WEATHER],
-                    previous_response_id=first.id)
+    second = create(
+        client, model="gpt-4.1-mini", input=follow, tools=[WEATHER], previous_response_id=first.id
+    )
     assert second.output_text == "echo: sunny, 21 C" and second.previous_response_id == first.id
     none = create(client, model="gpt-4.1-mini", input="no tools now", tools=[WEATHER], tool_choice="none")
     assert none.output[0].type == "message"
@@ -113,8 +133,9 @@ class Answer(BaseModel):
 def test_structured_output_parses(client: openai.OpenAI) -> None:
     parsed = client.responses.parse(model="gpt-4.1-mini", input="list cities", text_format=Answer)
     strict(parsed)
-    assert parsed.output_parsed == Answer(cities=[City(name="echo: list cities", population=1)], sure=True,
-                                          kind="echo: list cities")
+    assert parsed.output_parsed == Answer(
+        cities=[City(name="echo: list cities", population=1)], sure=True, kind="echo: list cities"
+    )
 
 
 def test_previous_response_id_continues_and_store_false_does_not(client: openai.OpenAI) -> None:
@@ -135,8 +156,11 @@ def test_previous_response_id_continues_and_store_false_does_not(client: openai.
 
 
 def test_retrieve_input_items_cancel_delete(client: openai.OpenAI) -> None:
-    out = create(client, model="gpt-4.1-mini", input=[{"role": "user", "content": "first"},
-                                                       {"role": "user", "content": "second"}])
+    out = create(
+        client,
+        model="gpt-4.1-mini",
+        input=[{"role": "user", "content": "first"}, {"role": "user", "content": "second"}],
+    )
     again = strict(client.responses.retrieve(out.id))
     assert again.id == out.id and again.output_text == out.output_text and again.usage == out.usage
     items = client.responses.input_items.list(out.id)
@@ -169,8 +193,14 @@ def test_background_advances_per_poll(client: openai.OpenAI) -> None:
 
 
 def test_reasoning_item_and_encrypted_content(client: openai.OpenAI) -> None:
-    out = create(client, model="o3-mini", input="think", include=["reasoning.encrypted_content"],
-                 reasoning={"effort": "low"}, store=False)
+    out = create(
+        client,
+        model="o3-mini",
+        input="think",
+        include=["reasoning.encrypted_content"],
+        reasoning={"effort": "low"},
+        store=False,
+    )
     reasoning, message = out.output
     assert reasoning.type == "reasoning" and reasoning.id.startswith("rs_") and reasoning.encrypted_content
     assert message.type == "message" and out.output_text == "echo: think"
@@ -201,8 +231,10 @@ def test_prefix_caching_per_prompt_cache_key(client: openai.OpenAI) -> None:
 def test_errors_auth_and_faults(client: openai.OpenAI, fake_upstream: FakeUpstream) -> None:
     fake = fake_upstream
     url = fake.url + "/v1"  # type: ignore[attr-defined]
-    with openai.OpenAI(api_key="sk-wrong-key-000000", base_url=url, max_retries=0) as bad, \
-            pytest.raises(openai.AuthenticationError):
+    with (
+        openai.OpenAI(api_key="sk-wrong-key-000000", base_url=url, max_retries=0) as bad,
+        pytest.raises(openai.AuthenticationError),
+    ):
         bad.responses.create(model="gpt-4.1-mini", input="x")
     with pytest.raises(openai.BadRequestError) as missing:
         client.responses.create(model="gpt-4.1-mini")  # type: ignore[call-overload]
@@ -212,8 +244,12 @@ def test_errors_auth_and_faults(client: openai.OpenAI, fake_upstream: FakeUpstre
         client.responses.create(model="gpt-4.1-mini", input="x")
     fake.break_stream_next(after_chunks=3, path="/responses")
     events = list(client.responses.create(model="gpt-4.1-mini", input="cut short", stream=True))
-    assert [e.type for e in events] == ["response.created", "response.in_progress",
-                                        "response.output_item.added", "error"]
+    assert [e.type for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "error",
+    ]
     error = EVENTS.validate_python(events[-1].to_dict(mode="json"))
     assert error.code == "server_error" and error.sequence_number == 3
 
@@ -231,10 +267,12 @@ def test_agents_sdk_runs_a_function_tool(fake_upstream: FakeUpstream) -> None:
     agents.set_tracing_disabled(True)
     agents.set_default_openai_client(
         openai.AsyncOpenAI(api_key=KEY, base_url=fake_upstream.url + "/v1", max_retries=0),  # type: ignore[attr-defined]
-        use_for_tracing=False)
+        use_for_tracing=False,
+    )
     agents.set_default_openai_api("responses")
-    agent = agents.Agent(name="weather", instructions="Answer with the tool.", tools=[get_weather],
-                         model="gpt-4.1-mini")
+    agent = agents.Agent(
+        name="weather", instructions="Answer with the tool.", tools=[get_weather], model="gpt-4.1-mini"
+    )
     result = agents.Runner.run_sync(agent, "Weather in Paris?")
     assert calls == ["echo: Weather in Paris?"]
     assert result.final_output == "echo: sunny in echo: Weather in Paris?"

@@ -69,7 +69,8 @@ class ResponsesApi:
     def routes(self) -> list[web.RouteDef]:
         """The routes besides ``POST /v1/responses`` (which the fake wires with its body and faults)."""
         return [
-            web.get("/v1/responses/{id}", self.retrieve), web.delete("/v1/responses/{id}", self.delete),
+            web.get("/v1/responses/{id}", self.retrieve),
+            web.delete("/v1/responses/{id}", self.delete),
             web.post("/v1/responses/{id}/cancel", self.cancel),
             web.get("/v1/responses/{id}/input_items", self.list_input_items),
         ]
@@ -82,8 +83,12 @@ class ResponsesApi:
         with self._lock:
             record = self.responses.get(previous)
         if record is None or not record.stored or record.deleted:
-            raise ApiError(404, f"Previous response with id '{previous}' not found.",
-                           param="previous_response_id", code="previous_response_not_found")
+            raise ApiError(
+                404,
+                f"Previous response with id '{previous}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
         return record.context
 
     def _validate(self, body: Any) -> dict[str, Any]:
@@ -94,8 +99,12 @@ class ResponsesApi:
             raise ApiError(400, "Background mode requires 'store' to be true.", param="background")
         limit = body.get("max_output_tokens")
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 16):
-            raise ApiError(400, "Invalid 'max_output_tokens': integer below minimum value. Expected a value "
-                           ">= 16.", param="max_output_tokens", code="integer_below_min_value")
+            raise ApiError(
+                400,
+                "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16.",
+                param="max_output_tokens",
+                code="integer_below_min_value",
+            )
         return body
 
     def create(self, body: Any) -> tuple[str, _Stored]:
@@ -125,7 +134,12 @@ class ResponsesApi:
         return response_object(record.body, rid, record.answer, record.status)
 
     async def handle_create(
-        self, request: web.Request, body: Any, *, chunk_delay_s: float = 0.0, break_after: int | None = None,
+        self,
+        request: web.Request,
+        body: Any,
+        *,
+        chunk_delay_s: float = 0.0,
+        break_after: int | None = None,
     ) -> web.StreamResponse:
         rid, record = self.create(body)
         headers = {"x-request-id": new_id("req_")}
@@ -136,8 +150,17 @@ class ResponsesApi:
         await resp.prepare(request)
         for sent, event in enumerate(stream_events(record.body, rid, record.answer)):
             if sent == break_after:
-                await resp.write(_sse({"type": "error", "code": "server_error", "param": None,
-                                       "message": _FAILED, "sequence_number": sent}))
+                await resp.write(
+                    _sse(
+                        {
+                            "type": "error",
+                            "code": "server_error",
+                            "param": None,
+                            "message": _FAILED,
+                            "sequence_number": sent,
+                        }
+                    )
+                )
                 break
             if sent and chunk_delay_s > 0:
                 await asyncio.sleep(chunk_delay_s)
@@ -156,8 +179,9 @@ class ResponsesApi:
 
     @staticmethod
     def _json(obj: Any) -> web.Response:
-        return web.Response(body=orjson.dumps(obj), content_type="application/json",
-                            headers={"x-request-id": new_id("req_")})
+        return web.Response(
+            body=orjson.dumps(obj), content_type="application/json", headers={"x-request-id": new_id("req_")}
+        )
 
     async def retrieve(self, request: web.Request) -> web.StreamResponse:
         rid, record = self._get(request)
@@ -176,8 +200,9 @@ class ResponsesApi:
     async def cancel(self, request: web.Request) -> web.StreamResponse:
         rid, record = self._get(request)
         if not record.body.get("background"):
-            raise ApiError(400, "Only responses created with background=true can be cancelled.",
-                           param="response_id")
+            raise ApiError(
+                400, "Only responses created with background=true can be cancelled.", param="response_id"
+            )
         with self._lock:
             if record.status in ("queued", "in_progress"):
                 record.status = "cancelled"
@@ -193,7 +218,7 @@ class ResponsesApi:
         after = request.query.get("after")
         if after is not None:
             ids = [i["id"] for i in items]
-            items = items[ids.index(after) + 1:] if after in ids else []
+            items = items[ids.index(after) + 1 :] if after in ids else []
         try:
             limit = int(request.query.get("limit", "20"))
         except ValueError:
@@ -201,6 +226,12 @@ class ResponsesApi:
         if not 1 <= limit <= 100:
             raise ApiError(400, "Invalid 'limit': expected an integer between 1 and 100.", param="limit")
         page = items[:limit]
-        return self._json({"object": "list", "data": page, "has_more": len(items) > limit,
-                           "first_id": page[0]["id"] if page else None,
-                           "last_id": page[-1]["id"] if page else None})
+        return self._json(
+            {
+                "object": "list",
+                "data": page,
+                "has_more": len(items) > limit,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+            }
+        )

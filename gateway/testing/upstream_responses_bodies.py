@@ -134,8 +134,16 @@ def plan(body: dict[str, Any], items: list[dict[str, Any]], prompt: str, cached:
     tool = _function_tool(body, items)
     if tool is not None:
         args = _json_of(tool.get("parameters") or {}, text)
-        output.append({"type": "function_call", "id": new_id("fc_"), "call_id": new_id("call_"),
-                       "name": tool["name"], "arguments": args, "status": "completed"})
+        output.append(
+            {
+                "type": "function_call",
+                "id": new_id("fc_"),
+                "call_id": new_id("call_"),
+                "name": tool["name"],
+                "arguments": args,
+                "status": "completed",
+            }
+        )
     else:
         fmt = (body.get("text") or {}).get("format") or {}
         if fmt.get("type") == "json_schema":
@@ -146,18 +154,32 @@ def plan(body: dict[str, Any], items: list[dict[str, Any]], prompt: str, cached:
         limit = body.get("max_output_tokens")
         if isinstance(limit, int) and count_tokens(text) > limit:
             text, status = text[: limit * 4], "incomplete"
-        output.append({"type": "message", "id": new_id("msg_"), "status": status, "role": "assistant",
-                       "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]})
+        output.append(
+            {
+                "type": "message",
+                "id": new_id("msg_"),
+                "status": status,
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+            }
+        )
     out_text = sum(count_tokens(item_text(i)) for i in output if i["type"] != "reasoning")
     thought = REASONING_TOKENS if reasoning else 0
     in_tokens = len(prompt) // 4
     cached = min(cached, cacheable(in_tokens))
-    result = Plan(output, {"input_tokens": in_tokens,
-                           "input_tokens_details": {"cached_tokens": cached,
-                                                    "cache_write_tokens": cacheable(in_tokens) - cached},
-                           "output_tokens": out_text + thought,
-                           "output_tokens_details": {"reasoning_tokens": thought},
-                           "total_tokens": in_tokens + out_text + thought})
+    result = Plan(
+        output,
+        {
+            "input_tokens": in_tokens,
+            "input_tokens_details": {
+                "cached_tokens": cached,
+                "cache_write_tokens": cacheable(in_tokens) - cached,
+            },
+            "output_tokens": out_text + thought,
+            "output_tokens_details": {"reasoning_tokens": thought},
+            "total_tokens": in_tokens + out_text + thought,
+        },
+    )
     if output[-1].get("status") == "incomplete":
         result.status, result.incomplete = "incomplete", {"reason": "max_output_tokens"}
     return result
@@ -168,19 +190,32 @@ def response_object(body: dict[str, Any], rid: str, answer: Plan | None, status:
     done = answer is not None and status in ("completed", "incomplete")
     tools = body.get("tools") or []
     return {
-        "id": rid, "object": "response", "created_at": answer.created_at if answer else int(time.time()),
-        "completed_at": int(time.time()) if done else None, "status": status, "error": None,
+        "id": rid,
+        "object": "response",
+        "created_at": answer.created_at if answer else int(time.time()),
+        "completed_at": int(time.time()) if done else None,
+        "status": status,
+        "error": None,
         "incomplete_details": answer.incomplete if done and answer else None,
-        "background": bool(body.get("background")), "instructions": body.get("instructions"),
-        "max_output_tokens": body.get("max_output_tokens"), "model": body.get("model"),
-        "metadata": body.get("metadata") or {}, "output": answer.output if done and answer else [],
+        "background": bool(body.get("background")),
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": body.get("model"),
+        "metadata": body.get("metadata") or {},
+        "output": answer.output if done and answer else [],
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
-        "prompt_cache_key": body.get("prompt_cache_key"), "reasoning": body.get("reasoning"),
-        "service_tier": body.get("service_tier") or "default", "store": body.get("store", True) is not False,
-        "temperature": body.get("temperature", 1.0), "text": body.get("text") or {"format": {"type": "text"}},
-        "tool_choice": body.get("tool_choice") or "auto", "tools": tools, "top_p": body.get("top_p", 1.0),
-        "truncation": body.get("truncation") or "disabled", "user": body.get("user"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "reasoning": body.get("reasoning"),
+        "service_tier": body.get("service_tier") or "default",
+        "store": body.get("store", True) is not False,
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": tools,
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation") or "disabled",
+        "user": body.get("user"),
         "usage": answer.usage if done and answer else None,
     }
 
@@ -199,13 +234,27 @@ def _item_events(index: int, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
     where = {"item_id": item["id"], "output_index": index}
     if item["type"] == "message":
         part = item["content"][0]
-        yield {"type": "response.content_part.added", **where, "content_index": 0,
-               "part": {**part, "text": ""}}
+        yield {
+            "type": "response.content_part.added",
+            **where,
+            "content_index": 0,
+            "part": {**part, "text": ""},
+        }
         for piece in split_words(part["text"]):
-            yield {"type": "response.output_text.delta", **where, "content_index": 0, "delta": piece,
-                   "logprobs": []}
-        yield {"type": "response.output_text.done", **where, "content_index": 0, "text": part["text"],
-               "logprobs": []}
+            yield {
+                "type": "response.output_text.delta",
+                **where,
+                "content_index": 0,
+                "delta": piece,
+                "logprobs": [],
+            }
+        yield {
+            "type": "response.output_text.done",
+            **where,
+            "content_index": 0,
+            "text": part["text"],
+            "logprobs": [],
+        }
         yield {"type": "response.content_part.done", **where, "content_index": 0, "part": part}
     elif item["type"] == "function_call":
         for piece in split_words(item["arguments"]):
@@ -235,18 +284,29 @@ def input_items(raw: Any) -> list[dict[str, Any]]:
     if isinstance(raw, str):
         raw = [{"role": "user", "content": raw}]
     if not isinstance(raw, list) or not all(isinstance(i, dict) for i in raw):
-        raise ApiError(400, "Invalid type for 'input': expected a string or an array of input items.",
-                       param="input", code="invalid_type")
+        raise ApiError(
+            400,
+            "Invalid type for 'input': expected a string or an array of input items.",
+            param="input",
+            code="invalid_type",
+        )
     items = []
     for item in raw:
         kind = item.get("type") or "message"
-        prefix = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_",
-                  "reasoning": "rs_"}.get(kind, "item_")
+        prefix = {
+            "message": "msg_",
+            "function_call": "fc_",
+            "function_call_output": "fco_",
+            "reasoning": "rs_",
+        }.get(kind, "item_")
         content = item.get("content")
         if kind == "message" and isinstance(content, str):
             assistant = item.get("role") == "assistant"
-            content = [{"type": "output_text", "text": content, "annotations": []} if assistant
-                       else {"type": "input_text", "text": content}]
+            content = [
+                {"type": "output_text", "text": content, "annotations": []}
+                if assistant
+                else {"type": "input_text", "text": content}
+            ]
         stored = {**item, "type": kind, "id": item.get("id") or new_id(prefix)}
         if kind == "message":
             stored.update(content=content, status=item.get("status") or "completed")
