@@ -76,10 +76,12 @@ exporter = "none"
 def run_codex(
     base_url: str, api_key: str, home: Path, prompt: str = TASK, *, model: str = MODEL, timeout: float = 90.0
 ) -> CodexRun:
-    """Run ``codex exec`` once (a new session) in a fresh ``home`` against ``base_url`` (ending in /v1)."""
+    """Run ``codex exec`` once (always a new session) against ``base_url`` (ending in /v1), with
+    ``CODEX_HOME`` and the working directory under ``home``; a second run in the same ``home`` sends the
+    same prompt (Codex puts the working directory and the date in it), under a new session id."""
     codex_home, work = home / "codex-home", home / "work"
-    codex_home.mkdir(parents=True)
-    work.mkdir()
+    codex_home.mkdir(parents=True, exist_ok=True)
+    work.mkdir(exist_ok=True)
     (codex_home / "config.toml").write_text(codex_config(base_url, model))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -145,28 +147,33 @@ def test_codex_exec_completes_against_the_fake(fake_upstream: FakeUpstream, tmp_
     assert tokens_used(run) == billed
 
 
+def without_ids(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` less what Codex makes fresh per session: the session id and every input item's id."""
+    rest = {k: v for k, v in body.items() if k not in ("prompt_cache_key", "client_metadata")}
+    rest["input"] = [{k: v for k, v in item.items() if k != "id"} for item in body["input"]]
+    return rest
+
+
 def test_each_run_is_a_new_session(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
-    """What is fresh per run: the session id (``prompt_cache_key``, ``session-id``, ``x-codex-*``,
-    ``client_metadata``) and the ids of the input messages Codex writes; the task text is the same."""
+    """Two identical runs send the same prompt under fresh ids: the session id (``prompt_cache_key``,
+    ``session-id``, ``thread-id``, ``x-client-request-id``, ``x-codex-window-id``, ``x-codex-turn-metadata``,
+    ``client_metadata``) and the id of every input item."""
     fake, firsts = fake_upstream, []
-    for run_no in range(2):
+    for _ in range(2):
         fake.reset()
-        assert run_codex(fake.url + "/v1", KEY, tmp_path / str(run_no)).returncode == 0
+        assert run_codex(fake.url + "/v1", KEY, tmp_path).returncode == 0
         firsts.append(next(r for r in fake.requests if r.path == "/v1/responses"))
     one, two = firsts
-    assert one.json["prompt_cache_key"] != two.json["prompt_cache_key"]
-    assert one.headers["session-id"] != two.headers["session-id"]
-    assert one.headers["x-codex-window-id"] != two.headers["x-codex-window-id"]
-    assert one.json["client_metadata"]["session_id"] != two.json["client_metadata"]["session_id"]
+    assert without_ids(one.json) == without_ids(two.json) and one.json["model"] == MODEL
+    session = one.json["prompt_cache_key"]
+    assert session != two.json["prompt_cache_key"]
+    assert one.json["client_metadata"]["session_id"] == session != two.json["client_metadata"]["session_id"]
+    fresh = ("session-id", "thread-id", "x-client-request-id", "x-codex-window-id", "x-codex-turn-metadata")
+    for name in fresh:
+        assert session in one.headers[name] and one.headers[name] != two.headers[name]
     ids = [[i.get("id") for i in r.json["input"]] for r in firsts]
-    assert not set(ids[0]) & set(ids[1])  # every input item gets a fresh id, even unchanged instructions
-    assert one.json["input"][0]["content"] == two.json["input"][0]["content"]
-    assert (
-        one.json["input"][-1]["content"]
-        == two.json["input"][-1]["content"]
-        == [{"type": "input_text", "text": TASK}]
-    )
-    assert one.json["tools"] == two.json["tools"] and one.json["model"] == MODEL
+    assert not set(ids[0]) & set(ids[1])  # even the unchanged instructions get a new id
+    assert one.json["input"][-1]["content"] == [{"type": "input_text", "text": TASK}]
 
 
 def test_saved_sample_matches_what_codex_sends(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
