@@ -278,3 +278,21 @@ def test_agents_sdk_runs_a_function_tool(fake_upstream: FakeUpstream) -> None:
     assert result.final_output == "echo: sunny in echo: Weather in Paris?"
     posted = [r for r in fake_upstream.requests if r.path == "/v1/responses"]
     assert len(posted) == 2 and posted[1].json["input"][-1]["type"] == "function_call_output"
+
+
+def test_max_output_tokens_makes_it_incomplete(client: openai.OpenAI) -> None:
+    words = "many words " * 20
+    out = create(client, model="gpt-4.1-mini", input=words, max_output_tokens=16)
+    assert (
+        out.status == "incomplete"
+        and out.incomplete_details
+        and out.incomplete_details.reason == ("max_output_tokens")
+    )
+    assert out.usage and out.usage.output_tokens == 16 and out.output_text == ("echo: " + words)[:64]
+    events = list(
+        client.responses.create(model="gpt-4.1-mini", input=words, max_output_tokens=16, stream=True)
+    )
+    assert events[-1].type == "response.incomplete" and events[-1].response.output_text == out.output_text
+    with pytest.raises(openai.BadRequestError) as low:
+        client.responses.create(model="gpt-4.1-mini", input="x", max_output_tokens=8)
+    assert low.value.param == "max_output_tokens"

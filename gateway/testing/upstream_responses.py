@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,7 +42,7 @@ class _Stored:
     status: str
     stored: bool
     polls: int = 0
-    deleted: bool = field(default=False)
+    deleted: bool = False
 
 
 def _sse(event: dict[str, Any]) -> bytes:

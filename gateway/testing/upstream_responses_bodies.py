@@ -26,7 +26,7 @@ REASONING_TOKENS = 16  # what the fake "thinks" per answer on a reasoning model
 CACHE_MIN_TOKENS = 1024  # OpenAI caches prompts of at least 1,024 tokens...
 CACHE_STEP_TOKENS = 128  # ...in steps of 128 tokens
 _REASONING_MODELS = ("o1", "o3", "o4", "gpt-5", "codex")
-_MARK = "<|item|>" * 2  # 16 characters: the per-item overhead of MESSAGE_OVERHEAD_TOKENS tokens
+_MARK = "<|item|>" * (MESSAGE_OVERHEAD_TOKENS // 2)  # 4 characters a token: the per-item overhead
 
 
 def item_text(item: dict[str, Any]) -> str:
@@ -47,7 +47,6 @@ def _segment(text: str) -> str:
 
 def render(body: dict[str, Any], items: list[dict[str, Any]]) -> str:
     """The prompt as the fake tokenizes it: instructions, tools, then every item; stable across calls."""
-    assert len(_MARK) == 4 * MESSAGE_OVERHEAD_TOKENS
     head = [str(body.get("instructions") or "")]
     if body.get("tools"):
         head.append(orjson.dumps(body["tools"], option=orjson.OPT_SORT_KEYS).decode())
