@@ -245,31 +245,3 @@ def embeddings(body: Any) -> dict[str, Any]:
     return {"object": "list", "data": data, "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
-
-def response(body: Any) -> dict[str, Any]:
-    """A minimal but complete Responses API object answering ``"echo: " + <last user input>``."""
-    model = require(body, "model")
-    raw = require(body, "input")
-    items = [{"role": "user", "content": raw}] if isinstance(raw, str) else raw
-    if not isinstance(items, list) or not items:
-        raise ApiError(400, "Invalid 'input': expected a string or a non-empty array.", param="input")
-    if body.get("instructions"):
-        items = [{"role": "system", "content": body["instructions"]}, *items]
-    text, finish = _truncate("echo: " + last_user_text(items), _limit(body, "max_output_tokens"))
-    in_tokens = prompt_tokens([i for i in items if isinstance(i, dict)])
-    out_tokens = count_tokens(text)
-    now = int(time.time())
-    return {
-        "id": new_id("resp_"), "object": "response", "created_at": now, "completed_at": now,
-        "status": "completed" if finish == "stop" else "incomplete", "error": None,
-        "incomplete_details": None if finish == "stop" else {"reason": "max_output_tokens"},
-        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
-        "model": model, "metadata": body.get("metadata") or {},
-        "output": [{"type": "message", "id": new_id("msg_"), "status": "completed", "role": "assistant",
-                    "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}],
-        "parallel_tool_calls": True, "temperature": 1.0, "tool_choice": "auto", "tools": [], "top_p": 1.0,
-        "text": {"format": {"type": "text"}}, "truncation": "disabled",
-        "usage": {"input_tokens": in_tokens, "input_tokens_details": {"cached_tokens": 0},
-                  "output_tokens": out_tokens, "output_tokens_details": {"reasoning_tokens": 0},
-                  "total_tokens": in_tokens + out_tokens},
-    }
