@@ -226,10 +226,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    store_ok = await request.app[STORE].ping()
+    """Ready when requests can be served: the store serves every key and has its scripts (a cluster
+    with all slots, a master Sentinel knows), and a provider is configured; otherwise says what is wrong."""
+    store_problems = await request.app[STORE].check()
     providers_ok = bool(request.app[POLICY].providers)
-    ready = store_ok and providers_ok
-    body = {"status": "ready" if ready else "not ready", "store": store_ok, "providers": providers_ok}
+    problems = store_problems + ([] if providers_ok else ["no provider is configured"])
+    ready = not problems
+    body = {
+        "status": "ready" if ready else "not ready",
+        "store": not store_problems,
+        "providers": providers_ok,
+        "problems": problems,
+    }
     return web.json_response(body, status=200 if ready else 503)
 
 

@@ -22,15 +22,47 @@ class ServerConfig(Section):
     admin_key: str = ""
 
 
+class StoreTls(Section):
+    """TLS for ``rediss://`` URLs (and ``rediss+cluster://``, ``rediss+sentinel://``)."""
+
+    ca_file: str = ""
+    """CA bundle that signed the servers' certificates; empty: the system's CAs."""
+    cert_file: str = ""
+    key_file: str = ""
+    """Client certificate and key, for servers that require mutual TLS."""
+    verify: bool = True
+    """Check the servers' certificates and host names (turn off only for a test server)."""
+
+
 class StoreConfig(Section):
     url: str = ""
-    """``redis://`` / ``rediss://`` URL; empty means the in-process memory store."""
+    """Empty: the in-process memory store. One server: ``redis://``, ``rediss://`` (TLS), ``unix://``.
+    Redis Cluster: ``redis+cluster://HOST:PORT[,HOST:PORT...]`` (any nodes; or ``mode: cluster``).
+    Sentinel: ``redis+sentinel://HOST:26379[,HOST:26379...]/MASTER[/DB]``."""
+    mode: Literal["auto", "single", "cluster", "sentinel"] = "auto"
+    """``auto``: from the URL scheme; ``cluster`` / ``sentinel`` with a plain ``redis://`` URL."""
+    username: str = ""
+    password: str = ""
+    """ACL user and password of the data nodes (override the URL's; ``${ENV}`` keeps them out of files)."""
+    sentinel_master: str = ""
+    sentinels: list[str] = []
+    """Master name and extra sentinel ``HOST:PORT`` addresses (besides the URL's)."""
+    sentinel_username: str = ""
+    sentinel_password: str = ""
+    """Credentials of the sentinels themselves, when they differ from the data nodes'."""
+    tls: StoreTls = StoreTls()
     prefix: str = "llmgw:"
     memory_max_items: int = Field(100_000, ge=1)
     memory_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Bounds of the in-process memory store (the oldest-used entries go first)."""
     max_connections: int = Field(64, ge=1)
+    """Per process (and per node on a cluster); busy pools make callers wait up to the socket timeout."""
     socket_timeout_s: float = Field(2.0, gt=0)
+    retries: int = Field(4, ge=0, le=20)
+    """Retries of a command after a connection error or timeout (jittered exponential backoff)."""
+    retry_backoff_max_s: float = Field(0.5, gt=0)
+    health_check_interval_s: float = Field(5.0, ge=0)
+    """A connection idle this long is PINGed before use, so a dead one is replaced, not failed on."""
 
 
 class ApiKey(Section):
