@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -111,9 +111,12 @@ class BudgetManager:
             if not share:
                 raise _not_in_sprint(ctx.agent, sprint.id)
         ask = self._ask(ctx, period, share)
+        expires = time.monotonic() + self.config.reservation_ttl_s
         try:
             verdict = await self.ledger.reserve(period.bucket, ask)
         except StoreError as exc:
+            # The store may have reserved before the answer was lost: release that hold id for sure.
+            self._spawn(self._commit(Hold(period, ctx.agent, ask.hold_id, 0, share, expires), 0, 0))
             return self._store_down(exc)
         balance = verdict.balance
         self._gauge(period, ctx.agent, balance)
@@ -131,7 +134,6 @@ class BudgetManager:
         )
         ctx.budget_left = max(0.0, 1.0 - used)
         ctx.downgrade = sprint.actions.downgrade and used >= sprint.alert_at
-        expires = time.monotonic() + self.config.reservation_ttl_s
         return Hold(period, ctx.agent, ask.hold_id, ask.tokens, verdict.agent_base, expires)
 
     def _ask(self, ctx: RequestContext, period: Period, share: int) -> Ask:
@@ -157,16 +159,19 @@ class BudgetManager:
 
     def settle(self, hold: Hold, ctx: RequestContext) -> asyncio.Task[None]:
         """Commit the usage in a task of its own, so a client hanging up cannot lose the commit."""
-        task = asyncio.ensure_future(self._commit(hold, ctx))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-        return task
-
-    async def _commit(self, hold: Hold, ctx: RequestContext) -> None:
         usage = ctx.usage
         hit = ctx.cache_status == "HIT"
         used = 0 if hit or usage is None else usage.total
         saved = usage.total if hit and usage is not None else 0
+        return self._spawn(self._commit(hold, used, saved))
+
+    def _spawn(self, commit: Coroutine[None, None, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(commit)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    async def _commit(self, hold: Hold, used: int, saved: int) -> None:
         sprint = hold.period.sprint
         charge = Charge(
             agent=hold.agent,

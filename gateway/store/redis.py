@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisClusterException
 
 from gateway import metrics
 from gateway.store.base import LogEntry, Store, StoreError
@@ -40,7 +41,7 @@ async def timed(operation: str, call: Awaitable[T]) -> T:
     started = time.perf_counter()
     try:
         result = await call
-    except (*_DOWN, aioredis.RedisError) as exc:
+    except (*_DOWN, aioredis.RedisError, RedisClusterException) as exc:
         if isinstance(exc, _DOWN):
             metrics.STORE_UP.set(0)
         raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
@@ -152,9 +153,9 @@ class RedisStore(Store):
                 await timed("check", pool.sentinel_manager.discover_master(self.topology.master))
             except StoreError as exc:
                 return [f"no sentinel knows a master named '{self.topology.master}': {exc}"]
-        info = await timed("check", self.redis.info("server"))
+        info = await timed("check", self.redis.info("cluster"))
         problems = []
-        if str(info.get("redis_mode", "standalone")) == "cluster":
+        if int(info.get("cluster_enabled", 0)):
             problems.append("the server is a Redis Cluster node: set store.mode: cluster")
         replication = await timed("check", self.redis.info("replication"))
         if replication.get("role") != "master":

@@ -37,7 +37,7 @@ def cluster_port() -> int:
         return port
 
 
-def _wait(what: str, ready: Callable[[], bool], timeout: float = 20.0) -> None:
+def wait_until(what: str, ready: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -86,13 +86,13 @@ class RedisClusterGroup:
         for i, replica in enumerate(self.replicas):
             master_id = self.client(self.masters[i % len(self.masters)]).execute_command("CLUSTER", "MYID")
             with self.client(replica) as c:
-                _wait(
+                wait_until(
                     "the replica did not learn its master",
                     lambda c=c, m=master_id: m in c.execute_command("CLUSTER", "NODES"),
                 )
                 c.execute_command("CLUSTER", "REPLICATE", master_id)
         first.close()
-        _wait("the cluster did not come up", self.healthy)
+        wait_until("the cluster did not come up", self.healthy)
         return self
 
     def healthy(self) -> bool:
@@ -107,11 +107,32 @@ class RedisClusterGroup:
                     return False
         return True
 
+    def serving(self) -> bool:
+        """Every running node sees all slots served (after a failover, without the dead node)."""
+        for node in self.nodes:
+            if node.running:
+                with self.client(node) as c:
+                    text = c.execute_command("CLUSTER", "INFO")
+                    if "cluster_state:ok" not in text or f"cluster_slots_ok:{SLOTS}" not in text:
+                        return False
+        return True
+
+    def master_of(self, key: str) -> RedisServer:
+        """The node serving ``key``'s slot now."""
+        node = next(n for n in self.nodes if n.running)
+        with self.client(node) as c:
+            slot = c.execute_command("CLUSTER", "KEYSLOT", key)
+            for start, end, primary, *_ in c.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return next(n for n in self.nodes if n.port == int(primary[1]))
+        raise RuntimeError(f"no node serves slot {slot}")
+
     def flushall(self) -> None:
-        for master in self.masters:
+        for master in self.nodes:
             if master.running:
                 with self.client(master) as c:
-                    c.flushall()
+                    if c.info("replication")["role"] == "master":
+                        c.flushall()
 
     def close(self) -> None:
         for node in self.nodes:
@@ -175,7 +196,7 @@ class SentinelGroup:
             server.start()
         for sentinel in self.sentinels:
             sentinel.start()
-        _wait("the Sentinel group did not form", self.healthy)
+        wait_until("the Sentinel group did not form", self.healthy)
         return self
 
     def healthy(self) -> bool:
@@ -218,10 +239,12 @@ class SentinelGroup:
 
     def wait_failover(self, old: RedisServer, timeout: float = 20.0) -> RedisServer:
         """Block until the sentinels promoted a replica in place of ``old``; returns the new master."""
-        _wait("no replica was promoted", lambda: self.master() is not old, timeout)
+        wait_until("no replica was promoted", lambda: self.master() is not old, timeout)
         new = self.master()
         with self.client(new) as c:
-            _wait("the new master did not take writes", lambda: c.info("replication")["role"] == "master")
+            wait_until(
+                "the new master did not take writes", lambda: c.info("replication")["role"] == "master"
+            )
         return new
 
     def flushall(self) -> None:
