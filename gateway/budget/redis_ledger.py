@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.budget.ledger import Accounts, Ask, Balance, Charge, Ledger, Settled, Verdict
-from gateway.store.redis import timed
 
 if TYPE_CHECKING:
     from gateway.store.redis import RedisStore
@@ -185,6 +184,7 @@ def _text(value: bytes | str) -> str:
 class RedisLedger(Ledger):
     def __init__(self, store: RedisStore, prefix: str) -> None:
         self._prefix = f"{prefix}budget:"
+        self._store = store
         self._reserve = store.script(_RESERVE)
         self._commit = store.script(_COMMIT)
         self._snapshot = store.script(_SNAPSHOT)
@@ -196,7 +196,7 @@ class RedisLedger(Ledger):
         return [f"{base}:{name}" for name in ("acct", "holds", "expiry", "seats", "done")]
 
     async def _run(self, script: Any, bucket: str, *args: object) -> Any:
-        return await timed("budget", script(keys=self.keys(bucket), args=list(args)))
+        return await self._store.timed("budget", script(keys=self.keys(bucket), args=list(args)))
 
     async def reserve(self, bucket: str, ask: Ask) -> Verdict:
         out = await self._run(

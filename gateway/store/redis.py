@@ -8,6 +8,8 @@ restarted or promoted node has an empty script cache).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
@@ -36,30 +38,34 @@ _DOWN = (aioredis.ConnectionError, aioredis.TimeoutError, TimeoutError, OSError)
 CLUSTER_SLOTS = 16384
 
 
-async def timed(operation: str, call: Awaitable[T]) -> T:
-    """Await one store call: its latency and ``gateway_store_up`` recorded, its failure a StoreError."""
-    started = time.perf_counter()
-    try:
-        result = await call
-    except (*_DOWN, aioredis.RedisError, RedisClusterException) as exc:
-        if isinstance(exc, _DOWN):
-            metrics.STORE_UP.set(0)
-        raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
-    metrics.STORE_SECONDS.labels(operation).observe(time.perf_counter() - started)
-    metrics.STORE_UP.set(1)
-    return result
-
-
 class RedisStore(Store):
     """The shared store on a redis-py asyncio client (pooled; retries connection errors itself)."""
 
     kind = "redis"
 
-    def __init__(self, client: Client, topology: Topology | None = None) -> None:
+    def __init__(self, client: Client, topology: Topology | None = None, max_connections: int = 64) -> None:
         self.redis = client
         self.topology = topology or Topology("single")
         self._scripts: list[AsyncScript] = []
+        # A cluster client fails a command at once when its node's pool is busy; wait instead, like the
+        # blocking pool of one server or Sentinel does.
+        cluster = self.topology.mode == "cluster"
+        self._slots = asyncio.Semaphore(max_connections) if cluster else contextlib.nullcontext()
         self._delete_if_equal = self.script(_DELETE_IF_EQUAL)
+
+    async def timed(self, operation: str, call: Awaitable[T]) -> T:
+        """Await one store call: latency and ``gateway_store_up`` recorded, a failure a StoreError."""
+        started = time.perf_counter()
+        try:
+            async with self._slots:
+                result = await call
+        except (*_DOWN, aioredis.RedisError, RedisClusterException) as exc:
+            if isinstance(exc, _DOWN):
+                metrics.STORE_UP.set(0)
+            raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
+        metrics.STORE_SECONDS.labels(operation).observe(time.perf_counter() - started)
+        metrics.STORE_UP.set(1)
+        return result
 
     def script(self, source: str) -> AsyncScript:
         """Register a Lua script: run by SHA, re-sent after NOSCRIPT, loaded by :meth:`check`."""
@@ -73,19 +79,19 @@ class RedisStore(Store):
         return RedisLedger(self, prefix)
 
     async def get(self, key: str) -> bytes | None:
-        return await timed("get", self.redis.get(key))  # type: ignore[no-any-return]
+        return await self.timed("get", self.redis.get(key))  # type: ignore[no-any-return]
 
     async def set(
         self, key: str, value: bytes, ttl_s: float | None = None, only_if_absent: bool = False
     ) -> bool:
         px = max(1, int(ttl_s * 1000)) if ttl_s else None
-        return bool(await timed("set", self.redis.set(key, value, px=px, nx=only_if_absent)))
+        return bool(await self.timed("set", self.redis.set(key, value, px=px, nx=only_if_absent)))
 
     async def delete(self, *keys: str) -> int:
-        return int(await timed("delete", self.redis.delete(*keys))) if keys else 0
+        return int(await self.timed("delete", self.redis.delete(*keys))) if keys else 0
 
     async def delete_if_equal(self, key: str, value: bytes) -> bool:
-        return bool(await timed("delete", self._delete_if_equal(keys=[key], args=[value])))
+        return bool(await self.timed("delete", self._delete_if_equal(keys=[key], args=[value])))
 
     async def delete_matching(self, prefix: str, suffix: str = "") -> int:
         async def scan_and_delete() -> int:  # a cluster client scans every primary
@@ -102,19 +108,19 @@ class RedisStore(Store):
                 deleted += await self.redis.unlink(*batch)
             return deleted
 
-        return int(await timed("scan", scan_and_delete()))
+        return int(await self.timed("scan", scan_and_delete()))
 
     async def append_log(self, stream: str, fields: LogEntry, maxlen: int) -> None:
-        await timed("log_append", self.redis.xadd(stream, fields, maxlen=maxlen, approximate=True))  # type: ignore[arg-type]
+        await self.timed("log_append", self.redis.xadd(stream, fields, maxlen=maxlen, approximate=True))  # type: ignore[arg-type]
 
     async def append_logs(self, stream: str, entries: list[LogEntry], maxlen: int) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for fields in entries:
             pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-        await timed("log_append", pipe.execute())
+        await self.timed("log_append", pipe.execute())
 
     async def read_log(self, stream: str, count: int) -> list[LogEntry]:
-        rows = await timed("log_read", self.redis.xrevrange(stream, count=count))
+        rows = await self.timed("log_read", self.redis.xrevrange(stream, count=count))
         return [
             {"id": _text(entry_id), **{_text(k): _text(v) for k, v in data.items()}}
             for entry_id, data in rows
@@ -122,7 +128,7 @@ class RedisStore(Store):
 
     async def ping(self) -> bool:
         try:
-            return bool(await timed("ping", self.redis.ping()))
+            return bool(await self.timed("ping", self.redis.ping()))
         except StoreError:
             return False
 
@@ -141,23 +147,23 @@ class RedisStore(Store):
     async def _topology_problems(self) -> list[str]:
         mode = self.topology.mode
         if mode == "cluster":
-            info = await timed("check", self.redis.cluster_info())
+            info = await self.timed("check", self.redis.cluster_info())
             served = int(info.get("cluster_slots_ok", 0))
             if info.get("cluster_state") != "ok" or served < CLUSTER_SLOTS:
                 return [f"Redis Cluster state is {info.get('cluster_state')}: {served} of 16384 slots served"]
-            await timed("check", self.redis.ping(target_nodes=self.redis.ALL_NODES))  # type: ignore[union-attr]
+            await self.timed("check", self.redis.ping(target_nodes=self.redis.ALL_NODES))  # type: ignore[union-attr]
             return []
         if mode == "sentinel":
             pool = self.redis.connection_pool  # type: ignore[union-attr]
             try:
-                await timed("check", pool.sentinel_manager.discover_master(self.topology.master))
+                await self.timed("check", pool.sentinel_manager.discover_master(self.topology.master))
             except StoreError as exc:
                 return [f"no sentinel knows a master named '{self.topology.master}': {exc}"]
-        info = await timed("check", self.redis.info("cluster"))
+        info = await self.timed("check", self.redis.info("cluster"))
         problems = []
         if int(info.get("cluster_enabled", 0)):
             problems.append("the server is a Redis Cluster node: set store.mode: cluster")
-        replication = await timed("check", self.redis.info("replication"))
+        replication = await self.timed("check", self.redis.info("replication"))
         if replication.get("role") != "master":
             problems.append("the server is a read-only replica: point store.url at the primary (or Sentinel)")
         return problems
@@ -166,7 +172,7 @@ class RedisStore(Store):
         """SCRIPT LOAD on every primary (idempotent), so no request waits for a NOSCRIPT round trip;
         fails when an ACL forbids scripts."""
         for script in self._scripts:
-            script.sha = await timed("check", self.redis.script_load(script.script))
+            script.sha = await self.timed("check", self.redis.script_load(script.script))
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -174,7 +180,7 @@ class RedisStore(Store):
 
 def open_redis(config: StoreConfig) -> RedisStore:
     """The shared store on the topology ``config`` names."""
-    return RedisStore(connect(config), parse(config))
+    return RedisStore(connect(config), parse(config), config.max_connections)
 
 
 def _text(value: bytes | str) -> str:

@@ -80,6 +80,8 @@ class RedisServer:
             "no",
             "--loglevel",
             "warning",
+            "--repl-diskless-sync-delay",  # a new replica syncs at once, not after 5 s
+            "0",
             *self.extra,
         ]
         if self.password:

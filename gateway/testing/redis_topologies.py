@@ -105,6 +105,11 @@ class RedisClusterGroup:
                     return False
                 if int(info["cluster_slots_ok"]) != SLOTS:
                     return False
+        for node in self.nodes:  # every replica in sync, so it can take over from its master
+            with self.client(node) as c:
+                replication = c.info("replication")
+                if replication["role"] != "master" and replication.get("master_link_status") != "up":
+                    return False
         return True
 
     def serving(self) -> bool:
