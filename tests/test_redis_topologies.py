@@ -18,20 +18,22 @@ import yaml
 from gateway.autoscaler.leader import LeaderLock
 from gateway.autoscaler.signal import BacklogReader
 from gateway.ledger.sinks import StreamSink
-from gateway.policy import load_policy
+from gateway.policy import Policy, load_policy
 from gateway.policy.core import StoreConfig
 from gateway.policy.loader import ConfigError
+from gateway.reporting.source import LedgerData, Selection, read_ledger
 from gateway.router.log import RoutingLog
 from gateway.store import open_redis
 from gateway.store.topology import parse
 from gateway.testing.redis_server import RedisServer
-from gateway.testing.redis_topologies import RedisClusterGroup, SentinelGroup, cluster_port
+from gateway.testing.redis_topologies import RedisClusterGroup, SentinelGroup, cluster_port, wait_until
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import base_policy
 from tests.test_budget_e2e import COST, _burst, budgets_report, chat, reported_usage, sprint
 from tests.test_budget_ledger import BUCKET, ask, charge
 from tests.test_cache_e2e import MESSAGES, burst, cached_policy
 from tests.test_cache_e2e import chat as cache_chat
+from tests.test_redis_faults import AUTH
 
 
 def readyz(url: str) -> httpx.Response:
@@ -121,6 +123,22 @@ async def test_a_repeated_reserve_or_commit_counts_once(store_url: str) -> None:
             assert settled.balance.sprint_used == 7 and settled.balance.sprint_reserved == 0
     finally:
         await store.close()
+
+
+def test_the_ledger_is_written_and_read_back(
+    fake_upstream: FakeUpstream, start_gateway: Callable[..., str], store_url: str
+) -> None:
+    """Requests leave ledger records in the stream and heartbeats in their keys; ``report`` reads both."""
+    policy = base_policy(fake_upstream.url, store={"url": store_url}, ledger={"enabled": True})  # type: ignore[attr-defined]
+    url = start_gateway(policy)
+    for _ in range(3):
+        assert httpx.post(f"{url}/v1/chat/completions", json=chat(), headers=AUTH).status_code == 200
+
+    def written() -> LedgerData:
+        return read_ledger(store_url, Policy.model_validate(policy), Selection(), show_progress=False)
+
+    wait_until("the ledger was not written", lambda: len(written().records) == 3)
+    assert any(span.component == "gateway" for span in written().spans), "the heartbeat is read back"
 
 
 def _flush_scripts(store_url: str, cluster: RedisClusterGroup, group: SentinelGroup) -> None:

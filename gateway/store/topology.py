@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import redis
 import redis.asyncio as aioredis
+import redis.cluster
+import redis.retry
+import redis.sentinel
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -107,25 +111,82 @@ def parse(config: StoreConfig) -> Topology:
     return Topology("sentinel", nodes, tls=tls, db=db, master=master, username=username, password=password)
 
 
+class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """Sentinel's pool, made to wait for a free connection (``timeout``) instead of failing at once
+    when every connection is busy, like the pool of one server."""
+
+
+class _SyncBlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
+    """The same for the blocking client (``llm-gateway report``)."""
+
+
+@dataclass(frozen=True)
+class _Flavour:
+    """The client classes of one redis-py API: asyncio (the gateway) or blocking (offline commands)."""
+
+    redis: Any
+    pool: Any
+    cluster: Any
+    node: Any
+    sentinel: Any
+    sentinel_pool: Any
+    retry: Any
+
+
+_ASYNC = _Flavour(
+    aioredis.Redis,
+    aioredis.BlockingConnectionPool,
+    RedisCluster,
+    ClusterNode,
+    Sentinel,
+    _BlockingSentinelPool,
+    Retry,
+)
+_SYNC = _Flavour(
+    redis.Redis,
+    redis.BlockingConnectionPool,
+    redis.cluster.RedisCluster,
+    redis.cluster.ClusterNode,
+    redis.sentinel.Sentinel,
+    _SyncBlockingSentinelPool,
+    redis.retry.Retry,
+)
+
+
 def connect(config: StoreConfig) -> Client:
     """A pooled asyncio client for the configured topology, retrying what is safe to retry.
 
     Every Redis command the gateway sends is safe to send twice: reads, SET/DEL, the budget scripts
     (idempotent per reservation) and lock scripts (owner token); a repeated XADD after a timeout at
     worst writes one log line twice."""
+    return _connect(config, _ASYNC)  # type: ignore[no-any-return]
+
+
+def connect_sync(config: StoreConfig) -> redis.Redis | redis.cluster.RedisCluster:
+    """A blocking client for the same topology, for offline commands (reading the ledger)."""
+    return _connect(config, _SYNC)  # type: ignore[no-any-return]
+
+
+def is_store_url(text: str) -> bool:
+    """Whether ``text`` is a store URL (rather than, say, a file path)."""
+    return urlsplit(text).scheme.lower() in _SCHEMES
+
+
+def _connect(config: StoreConfig, api: _Flavour) -> Any:
     topo = parse(config)
+    backoff = ExponentialWithJitterBackoff(cap=config.retry_backoff_max_s, base=0.05)
     common: dict[str, Any] = {
         "username": topo.username,
         "password": topo.password,
         "socket_timeout": config.socket_timeout_s,
         "socket_connect_timeout": config.socket_timeout_s,
         "health_check_interval": config.health_check_interval_s,
-        "retry": retry_policy(config),
+        "retry": api.retry(backoff, config.retries),
     }
     tls = _tls_options(config) if topo.tls else {}
     if topo.mode == "cluster":
-        return RedisCluster(
-            startup_nodes=[ClusterNode(h, p) for h, p in topo.nodes],
+        return api.cluster(
+            startup_nodes=[api.node(h, p) for h, p in topo.nodes],
             max_connections=config.max_connections,
             require_full_coverage=True,
             **common,
@@ -141,34 +202,24 @@ def connect(config: StoreConfig) -> Client:
         }
         if topo.tls:
             sentinel_auth.update(tls, ssl=True)
-        sentinel = Sentinel(topo.nodes, sentinel_kwargs=sentinel_auth, **common)
-        return sentinel.master_for(  # type: ignore[no-any-return]
+        sentinel = api.sentinel(topo.nodes, sentinel_kwargs=sentinel_auth, **common)
+        return sentinel.master_for(
             topo.master,
-            connection_pool_class=_BlockingSentinelPool,
+            connection_pool_class=api.sentinel_pool,
             db=topo.db,
             max_connections=config.max_connections,
             timeout=config.socket_timeout_s,
             **tls,
             ssl=topo.tls,
         )
-    pool = aioredis.BlockingConnectionPool.from_url(
+    pool = api.pool.from_url(
         config.url,
         max_connections=config.max_connections,
         timeout=config.socket_timeout_s,
         **{k: v for k, v in common.items() if v is not None},
         **tls,
     )
-    return aioredis.Redis.from_pool(pool)
-
-
-def retry_policy(config: StoreConfig) -> Retry:
-    """Connection errors and timeouts retried ``store.retries`` times, jittered, capped backoff."""
-    return Retry(ExponentialWithJitterBackoff(cap=config.retry_backoff_max_s, base=0.05), config.retries)
-
-
-class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
-    """Sentinel's pool, made to wait for a free connection (``timeout``) instead of failing at once
-    when every connection is busy, like the pool of one server."""
+    return api.redis.from_pool(pool)
 
 
 def _tls_options(config: StoreConfig) -> dict[str, Any]:
