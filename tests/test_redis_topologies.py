@@ -141,33 +141,41 @@ def test_the_ledger_is_written_and_read_back(
     assert any(span.component == "gateway" for span in written().spans), "the heartbeat is read back"
 
 
-def _flush_scripts(store_url: str, cluster: RedisClusterGroup, group: SentinelGroup) -> None:
+def _nodes(store_url: str, cluster: RedisClusterGroup, group: SentinelGroup) -> list[redis.Redis]:
+    """A client for every running data node of ``store_url``'s topology."""
     mode = parse(StoreConfig(url=store_url)).mode
     servers = {"cluster": cluster.nodes, "sentinel": group.servers}.get(mode)
     if servers is None:
-        with redis.Redis.from_url(store_url) as c:
-            c.script_flush()
-        return
-    for server in servers:
-        if server.running:
-            with redis.Redis(port=server.port) as c:
-                c.script_flush()
+        return [redis.Redis.from_url(store_url)]
+    return [redis.Redis(port=server.port) for server in servers if server.running]
+
+
+def _flush_scripts(nodes: list[redis.Redis]) -> None:
+    for node in nodes:
+        node.script_flush()
 
 
 async def test_scripts_come_back_after_a_flush(
     store_url: str, redis_cluster: RedisClusterGroup, redis_sentinel: SentinelGroup
 ) -> None:
-    """A restarted or promoted node has no scripts: NOSCRIPT makes the client load them again."""
+    """A restarted or promoted node has no scripts: NOSCRIPT makes the client load them again, and the
+    readiness check loads them on every primary."""
     store = open_redis(StoreConfig(url=store_url))
     ledger = store.budget_ledger("t:")
+    nodes = _nodes(store_url, redis_cluster, redis_sentinel)
     try:
         assert (await ledger.reserve(BUCKET, ask("h1"))).status == "ok"
-        _flush_scripts(store_url, redis_cluster, redis_sentinel)
+        _flush_scripts(nodes)
         assert (await ledger.reserve(BUCKET, ask("h2"))).balance.sprint_reserved == 80
-        _flush_scripts(store_url, redis_cluster, redis_sentinel)
-        assert await store.check() == [], "readiness loads the scripts on every primary"
+        _flush_scripts(nodes)
+        assert await store.check() == []
+        shas = [script.sha for script in store._scripts]
+        primaries = [n for n in nodes if n.info("replication")["role"] == "master"]
+        assert primaries and all(all(n.script_exists(*shas)) for n in primaries)
     finally:
         await store.close()
+        for node in nodes:
+            node.close()
 
 
 # --- readiness that says what is wrong -----------------------------------------------------------------
