@@ -28,10 +28,11 @@ from gateway.store.topology import parse
 from gateway.testing.redis_server import RedisServer
 from gateway.testing.redis_topologies import RedisClusterGroup, SentinelGroup, cluster_port, wait_until
 from gateway.testing.upstream import FakeUpstream
+from tests import test_cache_e2e as cache_tests
 from tests.conftest import base_policy
 from tests.test_budget_e2e import COST, _burst, budgets_report, chat, reported_usage, sprint
 from tests.test_budget_ledger import BUCKET, ask, charge
-from tests.test_cache_e2e import MESSAGES, burst, cached_policy
+from tests.test_cache_e2e import cached_policy
 from tests.test_cache_e2e import chat as cache_chat
 from tests.test_redis_faults import AUTH
 
@@ -65,11 +66,7 @@ def test_cache_hits_and_team_isolation(
 def test_singleflight_across_two_gateways(
     fake_upstream: FakeUpstream, start_gateway: Callable[..., str], store_url: str
 ) -> None:
-    urls = [start_gateway(cached_policy(fake_upstream, store_url)) for _ in range(2)]
-    fake_upstream.latency_s = 0.4
-    results = asyncio.run(burst(urls, 30, MESSAGES))
-    assert all(not isinstance(r, Exception) for r in results)
-    assert fake_upstream.count("/v1/chat/completions") == 1
+    cache_tests.test_singleflight_across_two_gateways(fake_upstream, start_gateway, store_url)
 
 
 def test_two_gateways_share_one_budget(

@@ -24,26 +24,24 @@ def redis_sentinel() -> Iterator[SentinelGroup]:
         yield group
 
 
-@pytest.fixture
-def cluster_url(redis_cluster: RedisClusterGroup) -> str:
-    """The cluster whole again (a node a previous test killed rejoins as a replica), keyspace empty."""
-    for node in redis_cluster.nodes:
+def _whole(group: RedisClusterGroup | SentinelGroup) -> str:
+    """The group whole again (a node a previous test killed rejoins as a replica), keyspace empty."""
+    for node in group.nodes:
         if not node.running:
             node.start()
-    wait_until("the cluster did not heal", redis_cluster.healthy)
-    redis_cluster.flushall()
-    return redis_cluster.url
+    wait_until("the group did not heal", group.healthy)
+    group.flushall()
+    return group.url
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisClusterGroup) -> str:
+    return _whole(redis_cluster)
 
 
 @pytest.fixture
 def sentinel_url(redis_sentinel: SentinelGroup) -> str:
-    """The Sentinel group whole again (a killed master rejoins as a replica), keyspace empty."""
-    for server in redis_sentinel.servers:
-        if not server.running:
-            server.start()
-    wait_until("the Sentinel group did not heal", redis_sentinel.healthy)
-    redis_sentinel.flushall()
-    return redis_sentinel.url
+    return _whole(redis_sentinel)
 
 
 @pytest.fixture(params=TOPOLOGIES)

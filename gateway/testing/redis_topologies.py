@@ -191,6 +191,11 @@ class SentinelGroup:
         self.sentinels = [SentinelServer(self.master_name, first.port, password) for _ in range(sentinels)]
 
     @property
+    def nodes(self) -> list[RedisServer]:
+        """The data servers (not the sentinels)."""
+        return self.servers
+
+    @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
