@@ -74,17 +74,8 @@ BATCH_TOKENS_UNBATCHED = Counter(
     "Estimated tokens the same batched tasks would use one by one.",
 )
 STORE_ERRORS = Counter("gateway_store_errors_total", "Shared-store operations that failed.", ["operation"])
-STORE_UP = Gauge(
-    "gateway_store_up",
-    "1 while the shared store answers (its last operation or readiness check succeeded), else 0.",
-    multiprocess_mode="mostrecent",
-)
-STORE_SECONDS = Histogram(
-    "gateway_store_operation_duration_seconds",
-    "Time per shared-store operation that succeeded, connection retries included.",
-    ["operation"],
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5),
-)
+# gateway_store_up and gateway_store_operation_duration_seconds live in gateway/store/metrics.py: the
+# autoscaler sidecar uses the store too and must not export the request metrics above.
 # Token budgets (gateway/budget): values come from the shared ledger, so the most recent write is right
 # whichever worker made it; agent "_sprint" is the sprint's total.
 TOKEN_BUDGET_REMAINING = Gauge(

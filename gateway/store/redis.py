@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException
 
-from gateway import metrics
+from gateway.store import metrics
 from gateway.store.base import LogEntry, Store, StoreError
 from gateway.store.topology import Client, Topology, connect, parse
 
