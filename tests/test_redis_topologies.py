@@ -283,5 +283,7 @@ async def test_acl_users_and_passwords() -> None:
         plain = f"redis://127.0.0.1:{server.port}"
         assert await _problems(plain, username="gw", password="gw-secret") == []
         assert await _problems(f"redis://gw:gw-secret@127.0.0.1:{server.port}") == []
+        stale = f"redis://gw:old-secret@127.0.0.1:{server.port}"
+        assert await _problems(stale, password="gw-secret") == [], "the policy's password wins"
         (problem,) = await _problems(plain, username="gw", password="wrong")
         assert "gw-secret" not in problem and "wrong" not in problem

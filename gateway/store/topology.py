@@ -213,7 +213,7 @@ def _connect(config: StoreConfig, api: _Flavour) -> Any:
             ssl=topo.tls,
         )
     pool = api.pool.from_url(
-        config.url,
+        _without_auth(config.url),  # the credentials are in ``common`` (the URL's, or the config's instead)
         max_connections=config.max_connections,
         timeout=config.socket_timeout_s,
         **{k: v for k, v in common.items() if v is not None},
