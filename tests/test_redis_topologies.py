@@ -14,17 +14,18 @@ import httpx
 import pytest
 import redis
 import yaml
+from redis.asyncio.connection import SSLConnection
 
 from gateway.autoscaler.leader import LeaderLock
 from gateway.autoscaler.signal import BacklogReader
 from gateway.ledger.sinks import StreamSink
 from gateway.policy import Policy, load_policy
-from gateway.policy.core import StoreConfig
+from gateway.policy.core import StoreConfig, StoreTls
 from gateway.policy.loader import ConfigError
 from gateway.reporting.source import LedgerData, Selection, read_ledger
 from gateway.router.log import RoutingLog
 from gateway.store import open_redis
-from gateway.store.topology import parse
+from gateway.store.topology import connect, parse
 from gateway.testing.redis_server import RedisServer
 from gateway.testing.redis_topologies import RedisClusterGroup, SentinelGroup, cluster_port, wait_until
 from gateway.testing.upstream import FakeUpstream
@@ -287,3 +288,22 @@ async def test_acl_users_and_passwords() -> None:
         assert await _problems(stale, password="gw-secret") == [], "the policy's password wins"
         (problem,) = await _problems(plain, username="gw", password="wrong")
         assert "gw-secret" not in problem and "wrong" not in problem
+
+
+@pytest.mark.parametrize(
+    "url", ["rediss://h:6380/0", "rediss+sentinel://h:26379/m", "rediss+cluster://h:6380"]
+)
+def test_tls_settings_reach_every_topology(url: str) -> None:
+    """The bundled server has no TLS, so this checks what the client is built with (no connection)."""
+    tls = StoreTls(ca_file="/ca.pem", cert_file="/client.pem", key_file="/client.key")
+    client = connect(StoreConfig(url=url, tls=tls))
+    cluster = "cluster" in url
+    pools = list(client.nodes_manager.startup_nodes.values()) if cluster else [client.connection_pool]
+    for pool in pools:
+        assert issubclass(pool.connection_class, SSLConnection)
+        kwargs = pool.connection_kwargs
+        assert (kwargs["ssl_ca_certs"], kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == (
+            "/ca.pem",
+            "/client.pem",
+            "/client.key",
+        )
