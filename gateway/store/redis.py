@@ -176,6 +176,10 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         await self.redis.aclose()
+        pool = getattr(self.redis, "connection_pool", None)  # a cluster client has a pool per node
+        manager = getattr(pool, "sentinel_manager", None)  # Sentinel: its own links to the sentinels
+        for sentinel in manager.sentinels if manager is not None else ():
+            await sentinel.aclose()
 
 
 def open_redis(config: StoreConfig) -> RedisStore:
