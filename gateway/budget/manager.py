@@ -58,6 +58,7 @@ class BudgetManager:
     retry_first_s = 0.1
     retry_max_s = 5.0
     """Backoff between background commit retries (doubling, jittered)."""
+    max_pending_releases = 10_000
 
     def __init__(
         self,
@@ -115,8 +116,10 @@ class BudgetManager:
         try:
             verdict = await self.ledger.reserve(period.bucket, ask)
         except StoreError as exc:
-            # The store may have reserved before the answer was lost: release that hold id for sure.
-            self._spawn(self._commit(Hold(period, ctx.agent, ask.hold_id, 0, share, expires), 0, 0))
+            # The store may have reserved before the answer was lost: release that hold id for sure
+            # (unless a long outage piled up releases already: those holds expire by themselves).
+            if len(self._settling) < self.max_pending_releases:
+                self._spawn(self._commit(Hold(period, ctx.agent, ask.hold_id, 0, share, expires), 0, 0))
             return self._store_down(exc)
         balance = verdict.balance
         self._gauge(period, ctx.agent, balance)
