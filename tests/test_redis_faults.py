@@ -137,9 +137,8 @@ def test_a_cluster_master_killed_mid_load(
     url = start_gateway(gateway_policy(fake_upstream, cluster_url))
     old = redis_cluster.master_of(BUDGET_KEY)
 
-    def failover() -> None:
-        redis_cluster.master_of(BUDGET_KEY).kill()  # the sprint's slot: budgets must move with it
-        wait_until("the cluster did not fail over", redis_cluster.serving)
+    def failover() -> None:  # the sprint's slot: budgets must move with it
+        redis_cluster.wait_failover(redis_cluster.kill_master_of(BUDGET_KEY), BUDGET_KEY)
 
     ride_through(url, fake_upstream, failover)
     assert redis_cluster.master_of(BUDGET_KEY) is not old

@@ -122,6 +122,18 @@ class RedisClusterGroup:
                         return False
         return True
 
+    def kill_master_of(self, key: str) -> RedisServer:
+        """SIGKILL the master serving ``key``; returns it (``start()`` it again to rejoin as a replica)."""
+        master = self.master_of(key)
+        master.kill()
+        return master
+
+    def wait_failover(self, old: RedisServer, key: str, timeout: float = 20.0) -> RedisServer:
+        """Block until a replica of ``old`` serves ``key``'s slot and every live node sees all slots
+        served (right after a kill the others still do, until they notice); returns the new master."""
+        wait_until("no replica took over", lambda: self.master_of(key) is not old and self.serving(), timeout)
+        return self.master_of(key)
+
     def master_of(self, key: str) -> RedisServer:
         """The node serving ``key``'s slot now."""
         node = next(n for n in self.nodes if n.running)
