@@ -43,8 +43,12 @@ def load(url: str, threads: int = 3) -> Iterator[list[tuple[int, str]]]:
         with httpx.Client(timeout=20) as http:
             n = 0
             while not stop.is_set():
-                response = http.post(f"{url}/v1/chat/completions", json=body(n), headers=AUTH)
-                samples.append((response.status_code, response.headers.get("X-Cache", "")))
+                try:
+                    response = http.post(f"{url}/v1/chat/completions", json=body(n), headers=AUTH)
+                except httpx.HTTPError as exc:  # a hang (20 s) or a dropped connection
+                    samples.append((0, type(exc).__name__))
+                else:
+                    samples.append((response.status_code, response.headers.get("X-Cache", "")))
                 n += 1
 
     workers = [threading.Thread(target=run) for _ in range(threads)]
@@ -74,6 +78,7 @@ def ride_through(url: str, fake: FakeUpstream, fault: Callable[[], object]) -> C
         fault()
         time.sleep(1.0)
     during = Counter(f"{status} {cache}" for status, cache in samples)
+    assert all(status for status, _ in samples), f"every request is answered, none hangs: {during}"
     responses = asyncio.run(_burst(url, 120))
     after = Counter(f"{r.status_code} {r.headers.get('X-Cache', '')}" for r in responses)
     assert all(r.status_code == 200 for r in responses), f"after the fault: {after}; during: {during}"

@@ -27,7 +27,9 @@ class Store(ABC):
     async def set(
         self, key: str, value: bytes, ttl_s: float | None = None, only_if_absent: bool = False
     ) -> bool:
-        """Store ``value``; with ``only_if_absent`` nothing is written when the key exists (returns False)."""
+        """Store ``value``; with ``only_if_absent`` nothing is written when the key exists (returns False),
+        unless it already holds this very ``value``: a write sent again after its answer was lost (a lock
+        token is unique to its owner) still succeeds."""
 
     @abstractmethod
     async def delete(self, *keys: str) -> int: ...

@@ -53,8 +53,8 @@ class MemoryStore(Store):
     async def set(
         self, key: str, value: bytes, ttl_s: float | None = None, only_if_absent: bool = False
     ) -> bool:
-        if only_if_absent and self._live(key) is not None:
-            return False
+        if only_if_absent and (held := self._live(key)) is not None:
+            return held == value
         self._drop(key)
         self._data[key] = (value, time.monotonic() + ttl_s if ttl_s else None)
         self._bytes += len(key) + len(value) + self._OVERHEAD

@@ -33,6 +33,18 @@ _DELETE_IF_EQUAL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_SET_IF_ABSENT = """
+-- KEYS[1]; ARGV[1] value, ARGV[2] ttl ms ('' = none). 1 when written now, or when the key already holds
+-- this very value (our own write, sent again after its answer was lost); else 0.
+local written
+if ARGV[2] == '' then
+  written = redis.call('SET', KEYS[1], ARGV[1], 'NX')
+else
+  written = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+end
+if written or redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
 _DOWN = (aioredis.ConnectionError, aioredis.TimeoutError, TimeoutError, OSError)
 """Failures that mean the store cannot be reached (as opposed to a command it refused)."""
 CLUSTER_SLOTS = 16384
@@ -52,6 +64,7 @@ class RedisStore(Store):
         cluster = self.topology.mode == "cluster"
         self._slots = asyncio.Semaphore(max_connections) if cluster else contextlib.nullcontext()
         self._delete_if_equal = self.script(_DELETE_IF_EQUAL)
+        self._set_if_absent = self.script(_SET_IF_ABSENT)
 
     async def timed(self, operation: str, call: Awaitable[T]) -> T:
         """Await one store call: latency and ``gateway_store_up`` recorded, a failure a StoreError."""
@@ -85,7 +98,10 @@ class RedisStore(Store):
         self, key: str, value: bytes, ttl_s: float | None = None, only_if_absent: bool = False
     ) -> bool:
         px = max(1, int(ttl_s * 1000)) if ttl_s else None
-        return bool(await self.timed("set", self.redis.set(key, value, px=px, nx=only_if_absent)))
+        if only_if_absent:  # a script, so that a retried lock write finds its own value and succeeds
+            args = [value, "" if px is None else px]
+            return bool(await self.timed("set", self._set_if_absent(keys=[key], args=args)))
+        return bool(await self.timed("set", self.redis.set(key, value, px=px)))
 
     async def delete(self, *keys: str) -> int:
         return int(await self.timed("delete", self.redis.delete(*keys))) if keys else 0
