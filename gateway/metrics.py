@@ -76,6 +76,8 @@ BATCH_TOKENS_UNBATCHED = Counter(
     "Estimated tokens the same batched tasks would use one by one.",
 )
 STORE_ERRORS = Counter("gateway_store_errors_total", "Shared-store operations that failed.", ["operation"])
+# gateway_store_up and gateway_store_operation_duration_seconds live in gateway/store/metrics.py: the
+# autoscaler sidecar uses the store too and must not export the request metrics above.
 # Token budgets (gateway/budget): values come from the shared ledger, so the most recent write is right
 # whichever worker made it; agent "_sprint" is the sprint's total.
 TOKEN_BUDGET_REMAINING = Gauge(

@@ -197,12 +197,21 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    store_ok = await request.app[STORE].ping()
+    """Ready when requests can be served: the store serves every key and has its scripts (a cluster
+    with all slots, a master Sentinel knows), and a provider is configured; otherwise says what is wrong."""
+    store_problems = await request.app[STORE].check()
     providers_ok = bool(request.app[POLICY].providers)
     missing = missing_keys(request.app[POLICY])  # reported; not ready only where a key is required
-    ready = store_ok and providers_ok and not any(missing.values())
-    body = {"status": "ready" if ready else "not ready", "store": store_ok, "providers": providers_ok}
-    body["provider_keys"] = {name: NO_KEY for name in missing}
+    problems = store_problems + ([] if providers_ok else ["no provider is configured"])
+    problems += [f"provider '{name}' needs an API key" for name, required in missing.items() if required]
+    ready = not problems
+    body = {
+        "status": "ready" if ready else "not ready",
+        "store": not store_problems,
+        "providers": providers_ok,
+        "provider_keys": {name: NO_KEY for name in missing},
+        "problems": problems,
+    }
     return web.json_response(body, status=200 if ready else 503)
 
 

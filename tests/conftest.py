@@ -53,7 +53,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 
 
 # Fixtures of the autoscaler tests (fake Kubernetes and Docker APIs, a Redis client).
-pytest_plugins = ["tests.autoscaler_fakes"]
+pytest_plugins = ["tests.autoscaler_fakes", "tests.topology_fixtures"]
 
 PROVIDER_KEY = "sk-provider-SECRET-0123456789abcdef"
 GATEWAY_KEY = "gw-agent-key-1"

@@ -3,21 +3,24 @@
 ``reserve`` picks the sprint period, estimates the request (prompt estimate + max tokens), and asks the
 ledger to check and reserve in one atomic step; a refusal is an OpenAI-shaped 429 the SDK does not retry.
 ``settle`` commits what the answer really used (0 for a cache hit, whose tokens count as saved) and
-releases the rest. With no sprint configured both are a no-op.
+releases the rest; a commit the store does not take is retried in the background (the ledger counts a
+hold id once) until it lands or the reservation would have expired anyway. With no sprint configured
+both are a no-op.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import NoReturn
 
 from gateway import metrics
 from gateway.budget.alerts import AlertSink
-from gateway.budget.ledger import Ask, Balance, Charge, Ledger, Verdict, cap
+from gateway.budget.ledger import Ask, Balance, Charge, Ledger, Settled, Verdict, cap
 from gateway.budget.sprints import Period, period_of, select
 from gateway.context import RequestContext
 from gateway.errors import Forbidden, GatewayError, Unavailable
@@ -47,9 +50,16 @@ class Hold:
     hold_id: str
     tokens: int
     agent_base: int
+    expires: float
+    """When the ledger drops the hold by itself (``time.monotonic()``): commit retries stop there."""
 
 
 class BudgetManager:
+    retry_first_s = 0.1
+    retry_max_s = 5.0
+    """Backoff between background commit retries (doubling, jittered)."""
+    max_pending_releases = 10_000
+
     def __init__(
         self,
         config: BudgetConfig,
@@ -76,7 +86,11 @@ class BudgetManager:
 
     async def close(self) -> None:
         if self._settling:
-            await asyncio.wait(self._settling, timeout=5)
+            _, pending = await asyncio.wait(self._settling, timeout=5)
+            for task in pending:  # the store is still down: the ledger expires these holds itself
+                task.cancel()
+            if pending:
+                log.error("budget_commits_abandoned", count=len(pending), detail="the store did not answer")
         await self.alerts.close()
 
     def period(self, sprint: SprintConfig) -> Period | None:
@@ -98,9 +112,14 @@ class BudgetManager:
             if not share:
                 raise _not_in_sprint(ctx.agent, sprint.id)
         ask = self._ask(ctx, period, share)
+        expires = time.monotonic() + self.config.reservation_ttl_s
         try:
             verdict = await self.ledger.reserve(period.bucket, ask)
         except StoreError as exc:
+            # The store may have reserved before the answer was lost: release that hold id for sure
+            # (unless a long outage piled up releases already: those holds expire by themselves).
+            if len(self._settling) < self.max_pending_releases:
+                self._spawn(self._commit(Hold(period, ctx.agent, ask.hold_id, 0, share, expires), 0, 0))
             return self._store_down(exc)
         balance = verdict.balance
         self._gauge(period, ctx.agent, balance)
@@ -118,7 +137,7 @@ class BudgetManager:
         )
         ctx.budget_left = max(0.0, 1.0 - used)
         ctx.downgrade = sprint.actions.downgrade and used >= sprint.alert_at
-        return Hold(period, ctx.agent, ask.hold_id, ask.tokens, verdict.agent_base)
+        return Hold(period, ctx.agent, ask.hold_id, ask.tokens, verdict.agent_base, expires)
 
     def _ask(self, ctx: RequestContext, period: Period, share: int) -> Ask:
         """The reservation for ``ctx``: prompt estimate + requested (or default) completion tokens."""
@@ -143,16 +162,19 @@ class BudgetManager:
 
     def settle(self, hold: Hold, ctx: RequestContext) -> asyncio.Task[None]:
         """Commit the usage in a task of its own, so a client hanging up cannot lose the commit."""
-        task = asyncio.ensure_future(self._commit(hold, ctx))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-        return task
-
-    async def _commit(self, hold: Hold, ctx: RequestContext) -> None:
         usage = ctx.usage
         hit = ctx.cache_status == "HIT"
         used = 0 if hit or usage is None else usage.total
         saved = usage.total if hit and usage is not None else 0
+        return self._spawn(self._commit(hold, used, saved))
+
+    def _spawn(self, commit: Coroutine[None, None, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(commit)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    async def _commit(self, hold: Hold, used: int, saved: int) -> None:
         sprint = hold.period.sprint
         charge = Charge(
             agent=hold.agent,
@@ -166,15 +188,29 @@ class BudgetManager:
             low_remaining=sprint.low_remaining,
             expire_at=hold.period.expire_at(RETAIN_S),
         )
-        try:
-            settled = await self.ledger.commit(hold.period.bucket, charge)
-        except StoreError as exc:
-            metrics.STORE_ERRORS.labels("budget_commit").inc()
-            log.error("budget_commit_failed", sprint=sprint.id, agent=hold.agent, tokens=used, error=str(exc))
+        settled = await self._commit_until_taken(hold, charge)
+        if settled is None:
             return
         self._gauge(hold.period, hold.agent, settled.balance)
         for kind in settled.fired:
             self.alerts.emit(kind, hold.period, None if kind == "low" else hold.agent, settled.balance)
+
+    async def _commit_until_taken(self, hold: Hold, charge: Charge) -> Settled | None:
+        """Commit, retrying while the store fails and the hold is alive; None: given up."""
+        delay = self.retry_first_s
+        while True:
+            try:
+                return await self.ledger.commit(hold.period.bucket, charge)
+            except StoreError as exc:
+                metrics.STORE_ERRORS.labels("budget_commit").inc()
+                left = hold.expires - time.monotonic()
+                fields = {"sprint": hold.period.sprint.id, "agent": hold.agent, "tokens": charge.tokens}
+                if left <= 0:
+                    log.error("budget_commit_failed", **fields, error=str(exc), detail="reservation expired")
+                    return None
+                log.warning("budget_commit_retry", **fields, error=str(exc))
+                await asyncio.sleep(min(left, delay * random.uniform(0.5, 1.0)))
+                delay = min(self.retry_max_s, delay * 2)
 
     def _refused(
         self, ctx: RequestContext, period: Period, verdict: Verdict, ask: Ask, now: float

@@ -108,8 +108,10 @@ def check_references(policy: Policy, file: str) -> None:
             raise ConfigError(file, f"providers.{name}.base_url", "must start with http:// or https://")
     check_routing(policy.routing, policy.models, WILDCARD, file)
     check_budgets(policy.budgets, file)
-    store_url = policy.store.url
-    if store_url and not store_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(
-            file, "store.url", "must be a redis://, rediss:// or unix:// URL, or empty for memory"
-        )
+    if policy.store.url or policy.store.mode != "auto":
+        from gateway.store.topology import parse  # the one reader of store.url
+
+        try:
+            parse(policy.store)
+        except ValueError as exc:
+            raise ConfigError(file, "store.url", str(exc)) from None
