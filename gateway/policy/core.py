@@ -58,9 +58,9 @@ class StoreConfig(Section):
 
     url: str = ""
     """Empty: the in-process memory store (one process). One server: ``redis://``, ``rediss://`` (TLS),
-    ``unix://``. Redis Cluster: ``redis+cluster://HOST:PORT[,HOST:PORT...]`` (any nodes; or ``mode: cluster``).
-    Sentinel: ``redis+sentinel://HOST:26379[,HOST:26379...]/MASTER[/DB]``. The default policy reads
-    ``${REDIS_URL:-}``."""
+    ``unix://``. Redis Cluster: ``redis+cluster://HOST:PORT[,HOST:PORT...]`` (any nodes; or
+    ``mode: cluster``). Sentinel: ``redis+sentinel://HOST:26379[,HOST:26379...]/MASTER[/DB]``. The
+    default policy reads ``${REDIS_URL:-}``."""
     mode: Literal["auto", "single", "cluster", "sentinel"] = "auto"
     """``auto``: from the URL scheme; ``cluster`` / ``sentinel`` with a plain ``redis://`` URL."""
     username: str = ""
