@@ -6,30 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-
-@dataclass(slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @classmethod
-    def of(cls, answer: bytes) -> Usage | None:
-        """The ``usage`` of a provider's JSON answer (chat, completions, embeddings or responses)."""
-        try:
-            usage = orjson.loads(answer).get("usage")
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
-        if not isinstance(usage, dict):
-            return None
-        prompt = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
-        completion = usage.get("completion_tokens", usage.get("output_tokens")) or 0
-        return cls(int(prompt), int(completion))
+from gateway.protocols import Protocol, Usage
 
 
 @dataclass(slots=True)
@@ -37,7 +14,7 @@ class RequestContext:
     """Who asks, for what task, and what the gateway decided; one per request."""
 
     request_id: str
-    endpoint: str
+    protocol: Protocol
     agent: str
     team: str
     task_type: str | None = None
@@ -74,3 +51,11 @@ class RequestContext:
     upstream_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        """The protocol's label in metrics, logs and the ledger."""
+        return self.protocol.name
+
+
+__all__ = ["RequestContext", "Usage"]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.context import RequestContext
 from gateway.errors import Forbidden, InvalidRequest, Unauthorized
 from gateway.policy.core import NAME_PATTERN, NAME_RULE, AuthConfig
+from gateway.protocols import Protocol
 
 if TYPE_CHECKING:
     from gateway.policy import Policy
@@ -98,7 +99,7 @@ def check_admin(headers: Mapping[str, str], admin_key: str) -> None:
 
 
 def build_context(
-    request_id: str, endpoint: str, identity: Identity, headers: Mapping[str, str], body: dict[str, Any]
+    request_id: str, protocol: Protocol, identity: Identity, headers: Mapping[str, str], body: dict[str, Any]
 ) -> RequestContext:
     """Parse the optional context headers and body hints once; bad values are a 400 naming the header."""
     agent = identity.agent or _claimed_agent(identity, headers, body)
@@ -120,7 +121,7 @@ def build_context(
         priority = priority.strip().upper()
     return RequestContext(
         request_id=request_id,
-        endpoint=endpoint,
+        protocol=protocol,
         agent=agent or ANONYMOUS,
         team=identity.team,
         task_type=task_type,

@@ -20,20 +20,20 @@ from aiohttp import web
 
 from gateway.batcher import Batcher
 from gateway.budget import BudgetManager
-from gateway.cache import CacheEntry, LLMCache, Plan, StreamAssembler, replay
+from gateway.cache import CacheEntry, LLMCache, Plan
 from gateway.context import RequestContext, Usage
-from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.identity import Authenticator, build_context
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
+from gateway.protocols import Assembler, Protocol
 from gateway.providers import ProviderRequest, UpstreamReply
 from gateway.redact import Holdback, Redactor, redactor
 from gateway.router import Router
-from gateway.sse import StreamTap, UsageWatcher, event_batches, event_data
-from gateway.tokens import counted_usage, estimate_prompt
+from gateway.sse import UsageWatcher, event_batches, event_data
 from gateway.upstream import ModelCatalog, Target, Upstream, relayed_error, send_once
-from gateway.validation import CHAT, COMPLETIONS, parse_json, validate
+from gateway.validation import parse_json
 
 log = get_logger("gateway.pipeline")
 
@@ -72,9 +72,9 @@ class Pipeline:
         self.agent_label = budget.agent_label  # one bounded agent label set for every metric
         self.model_label = LabelLimiter(policy.metrics.max_agent_labels)
 
-    async def handle(self, request: web.Request, endpoint: str, path: str) -> web.StreamResponse:
-        ctx, raw = await self._admit(request, endpoint)
-        ctx.prompt_estimate = estimate_prompt(endpoint, ctx.body)
+    async def handle(self, request: web.Request, protocol: Protocol) -> web.StreamResponse:
+        ctx, raw = await self._admit(request, protocol)
+        path = protocol.upstream_path
         hold = await self.budget.reserve(ctx)
         try:
             target = self.router.route(ctx)
@@ -96,7 +96,7 @@ class Pipeline:
             return await self._forward(request, ctx, raw, path, target)
         if isinstance(outcome, CacheEntry):
             return await self._serve_hit(request, ctx, outcome)
-        tap = StreamAssembler(ctx.endpoint, self.cache.config.max_entry_bytes) if ctx.stream else None
+        tap = ctx.protocol.assembler(self.cache.config.max_entry_bytes) if ctx.stream else None
         status, answer = 0, None
         try:
             response = await self._forward(request, ctx, raw, path, target, tap)
@@ -120,7 +120,7 @@ class Pipeline:
         response = web.StreamResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
         await response.prepare(request)
         piece = self.cache.config.replay_chunk_chars
-        for event in replay(ctx.endpoint, orjson.loads(entry.body), ctx.client_wants_usage, piece):
+        for event in ctx.protocol.replay(orjson.loads(entry.body), ctx.client_wants_usage, piece):
             await response.write(event)
         request[DELIVERED] = True
         await _finish(response)
@@ -133,7 +133,7 @@ class Pipeline:
         raw: bytes,
         path: str,
         target: Target,
-        tap: StreamTap | None = None,
+        tap: Assembler | None = None,
     ) -> web.StreamResponse:
         """Send to the provider (with retries and the target's fallbacks) and relay the answer."""
         raw = self._upstream_body(ctx, raw)
@@ -187,29 +187,27 @@ class Pipeline:
         await _finish(response)
         return response
 
-    async def _admit(self, request: web.Request, endpoint: str) -> tuple[RequestContext, bytes]:
+    async def _admit(self, request: web.Request, protocol: Protocol) -> tuple[RequestContext, bytes]:
         identity = self.auth.identify(request.headers)
         raw = await request.read()
         body = parse_json(raw)
-        validate(endpoint, body)
-        ctx = build_context(request[REQUEST_ID], endpoint, identity, request.headers, body)
+        protocol.validate(body)
+        ctx = build_context(request[REQUEST_ID], protocol, identity, request.headers, body)
         ctx.stream = bool(body.get("stream"))
-        options = body.get("stream_options")
-        ctx.client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        ctx.client_wants_usage = protocol.wants_usage(body)
         ctx.requested_model = ctx.model = body["model"]
+        ctx.prompt_estimate = protocol.estimate(body)
         request[CTX] = ctx
         return ctx, raw
 
     def _upstream_body(self, ctx: RequestContext, raw: bytes) -> bytes:
         """The bytes to send upstream. Streams always ask for usage (tokens must be accounted); the extra
         chunk is removed again on the way back when the client did not ask for it."""
-        body = ctx.body
-        if ctx.stream and ctx.endpoint in (CHAT, COMPLETIONS):
-            options = body.get("stream_options") or {}
-            if not ctx.client_wants_usage:
-                ctx.body = body = {**body, "stream_options": {**options, "include_usage": True}}
-                return orjson.dumps(body)
-        return raw
+        asked = ctx.protocol.stream_request(ctx.body) if ctx.stream else None
+        if asked is None:
+            return raw
+        ctx.body = asked
+        return orjson.dumps(asked)
 
     def _respond(self, ctx: RequestContext | None, reply: UpstreamReply, clean: Redactor) -> web.Response:
         headers = _reply_headers(reply, clean)
@@ -219,7 +217,7 @@ class Pipeline:
         else:
             data = clean.data(reply.body)
             if ctx is not None:
-                ctx.usage = Usage.of(data) or counted_usage(ctx.prompt_estimate, data)
+                ctx.usage = _usage(ctx, data)
         if ctx is not None:
             ctx.status = reply.status
             headers.update(response_headers(ctx))
@@ -230,10 +228,10 @@ class Pipeline:
         request: web.Request,
         ctx: RequestContext,
         reply: UpstreamReply,
-        tap: StreamTap | None,
+        tap: Assembler | None,
         clean: Redactor,
     ) -> web.StreamResponse:
-        watcher = UsageWatcher(ctx.client_wants_usage)
+        watcher = UsageWatcher(ctx.protocol, ctx.client_wants_usage)
         response = web.StreamResponse(
             status=200,
             headers={**_SSE_HEADERS, **response_headers(ctx)},
@@ -262,12 +260,21 @@ class Pipeline:
             error = exc if isinstance(exc, GatewayError) else _stream_failure(exc)
             ctx.status = error.status
             log.warning("stream_failed", request_id=ctx.request_id, model=ctx.model, error=error.message)
-            await response.write(sse_error_event(error))
+            await response.write(ctx.protocol.stream_error(error))
         finally:
             ctx.usage = watcher.usage_or_count(ctx.prompt_estimate)
             await reply.close()
         await _finish(response)
         return response
+
+
+def _usage(ctx: RequestContext, answer: bytes) -> Usage | None:
+    """The answer's usage; else its text counted; None for a body that is not an answer."""
+    try:
+        parsed = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return None
+    return ctx.protocol.usage(parsed) or ctx.protocol.counted(ctx.prompt_estimate, parsed)
 
 
 def response_headers(ctx: RequestContext) -> dict[str, str]:

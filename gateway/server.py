@@ -26,11 +26,11 @@ from gateway.pipeline import CTX, DELIVERED, REQUEST_ID, Pipeline
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
 from gateway.prometheus import render
+from gateway.protocols import PROTOCOLS, Protocol
 from gateway.providers import Provider, build_provider
 from gateway.router import Router, RoutingLog
 from gateway.store import Store, StoreError, open_store
 from gateway.upstream import ModelCatalog, Upstream
-from gateway.validation import CHAT, COMPLETIONS, EMBEDDINGS
 
 log = get_logger("gateway.server")
 
@@ -49,9 +49,8 @@ def create_app(policy: Policy, store: Store | None = None) -> web.Application:
     app[POLICY] = policy
     app.cleanup_ctx.append(_resources(store))
     app.cleanup_ctx.append(_recording)  # after the pipeline starts, stopped before it closes
-    app.router.add_post("/v1/chat/completions", _endpoint(CHAT, "chat/completions"))
-    app.router.add_post("/v1/completions", _endpoint(COMPLETIONS, "completions"))
-    app.router.add_post("/v1/embeddings", _endpoint(EMBEDDINGS, "embeddings"))
+    for route, protocol in PROTOCOLS.items():
+        app.router.add_post(route, _endpoint(protocol))
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_route("*", "/v1/{tail:.+}", passthrough)
@@ -121,13 +120,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except GatewayError as exc:
-        error, response = exc.code, exc.response()
+        error, response = exc.code, _error_response(request, exc)
     except web.HTTPException as exc:
         failure = from_http_exception(exc)
-        error, response = failure.code, failure.response()
+        error, response = failure.code, _error_response(request, failure)
     except RequestPayloadError as exc:
         failure = unreadable_body(request, exc)
-        error, response = failure.code, failure.response()
+        error, response = failure.code, _error_response(request, failure)
         response.force_close()
     except asyncio.CancelledError:  # the client hung up; after the last event of a stream that is a success
         _record(request, 200 if request.get(DELIVERED) else 499, started)
@@ -135,7 +134,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled", request_id=request[REQUEST_ID], path=request.path)
         error = "internal_error"
-        response = GatewayError("The gateway failed to handle this request.", code=error).response()
+        failure = GatewayError("The gateway failed to handle this request.", code=error)
+        response = _error_response(request, failure)
     finally:
         metrics.IN_FLIGHT.dec()
     if not response.prepared:
@@ -145,6 +145,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             response.headers.setdefault(name, value)  # errors too (e.g. X-Budget-Remaining-Tokens)
     _record(request, response.status, started, error)
     return response
+
+
+def _error_response(request: web.Request, error: GatewayError) -> web.Response:
+    """The error in the shape of the route's protocol (OpenAI's for every other route)."""
+    protocol = PROTOCOLS.get(request.path)
+    return protocol.error_response(error) if protocol is not None else error.response()
 
 
 def _request_id(given: str) -> str:
@@ -195,9 +201,9 @@ def _record(request: web.Request, status: int, started: float, error: str | None
     )
 
 
-def _endpoint(endpoint: str, path: str) -> Handler:
+def _endpoint(protocol: Protocol) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await request.app[PIPELINE].handle(request, endpoint, path)
+        return await request.app[PIPELINE].handle(request, protocol)
 
     return handler
 

@@ -6,10 +6,11 @@ from typing import Any
 
 from gateway.context import RequestContext
 from gateway.policy import Policy
+from gateway.protocols import CHAT
 
 
 def context(**fields: Any) -> RequestContext:
-    base: dict[str, Any] = {"request_id": "req-1", "endpoint": "chat.completions", "agent": "a", "team": "t"}
+    base: dict[str, Any] = {"request_id": "req-1", "protocol": CHAT, "agent": "a", "team": "t"}
     ctx = RequestContext(**base)
     ctx.requested_model = "auto"
     for name, value in fields.items():

@@ -24,11 +24,12 @@ from gateway.errors import GatewayError
 from gateway.metrics import LabelLimiter
 from gateway.policy import ConfigError, load_policy
 from gateway.policy.budget import BudgetConfig, SprintConfig, WebhookConfig
+from gateway.protocols import CHAT
 from gateway.router import Decision, RuleSet
 from gateway.sse import UsageWatcher
 from gateway.store import StoreError
 from gateway.testing.background import BackgroundServer
-from gateway.tokens import counted_usage, estimate_text
+from gateway.tokens import estimate_text
 from tests.routing_helpers import CUSTOM, context, custom_policy
 
 START = datetime(2030, 1, 6, tzinfo=UTC)
@@ -155,7 +156,7 @@ def manager(*sprints: SprintConfig, clock: Clock | None = None, ledger: Ledger |
 
 
 def request(agent: str = "a", prompt: int = 50, priority: str | None = None, **body: Any) -> RequestContext:
-    ctx = RequestContext("r", "chat.completions", agent, "team", priority=priority, body=body)
+    ctx = RequestContext("r", CHAT, agent, "team", priority=priority, body=body)
     ctx.prompt_estimate = prompt
     return ctx
 
@@ -377,21 +378,21 @@ async def test_webhook_retries_in_the_background() -> None:
 
 def test_counted_usage_of_a_json_answer_without_usage() -> None:
     answer = {"choices": [{"message": {"content": "hello there, general"}}]}
-    usage = counted_usage(12, orjson.dumps(answer))
+    usage = CHAT.counted(12, answer)
     assert usage == Usage(12, estimate_text("hello there, general"))
-    assert counted_usage(12, b"not json") is None
+    assert CHAT.counted(12, {"error": {"message": "boom"}}) is None
 
 
 def test_stream_without_usage_is_counted_and_with_usage_is_not() -> None:
     chunks = [{"choices": [{"delta": {"content": piece}}]} for piece in ("hello ", "there, ", "general")]
-    watcher = UsageWatcher(client_wants_usage=False)
+    watcher = UsageWatcher(CHAT, client_wants_usage=False)
     for chunk in chunks:
         assert watcher.keep(orjson.dumps(chunk))
     assert watcher.usage_or_count(7) == Usage(7, estimate_text("hello there, general"))
-    reported = UsageWatcher(client_wants_usage=False)
+    reported = UsageWatcher(CHAT, client_wants_usage=False)
     reported.keep(orjson.dumps(chunks[0]))
     assert not reported.keep(
         orjson.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}})
     )
     assert reported.usage_or_count(7) == Usage(3, 4)
-    assert UsageWatcher(client_wants_usage=False).usage_or_count(7) is None
+    assert UsageWatcher(CHAT, client_wants_usage=False).usage_or_count(7) is None

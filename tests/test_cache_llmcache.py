@@ -14,6 +14,7 @@ from gateway.cache.llmcache import terms
 from gateway.context import RequestContext
 from gateway.policy.cache import CacheConfig
 from gateway.pricing import PriceBook
+from gateway.protocols import CHAT
 from gateway.store import MemoryStore
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -53,7 +54,7 @@ def make_cache(store: MemoryStore | None = None) -> LLMCache:
 
 
 def request(cache: LLMCache, cache_control: str | None = None) -> tuple[RequestContext, Plan]:
-    ctx = RequestContext("r", "chat.completions", "agent", "team", cache_control=cache_control, body=BODY)
+    ctx = RequestContext("r", CHAT, "agent", "team", cache_control=cache_control, body=BODY)
     ctx.model = "m"
     plan = cache.plan(ctx)
     assert plan is not None

@@ -15,6 +15,7 @@ import pytest
 from gateway.admin.budgets import MAX_ADJUST
 from gateway.context import RequestContext
 from gateway.pipeline import response_headers
+from gateway.protocols import CHAT
 from gateway.testing.upstream import FakeUpstream
 from gateway.validation import MAX_DEPTH
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, PROVIDER_KEY, base_policy
@@ -166,7 +167,7 @@ def test_a_clean_request_id_is_kept(gateway: str) -> None:
 
 
 def test_echoed_headers_never_carry_control_characters() -> None:
-    ctx = RequestContext(request_id="r\r\n1", endpoint="chat.completions", agent="a", team="t")
+    ctx = RequestContext(request_id="r\r\n1", protocol=CHAT, agent="a", team="t")
     ctx.model, ctx.route_reason = "gpt-4o-mini\r\nSet-Cookie: x=1", "requested\x00"
     ctx.extra_headers["X-Cache-Age"] = "5\x7f"
     headers = response_headers(ctx)

@@ -10,6 +10,7 @@ import pytest
 from gateway.errors import InvalidRequest, NotFound
 from gateway.policy import Policy
 from gateway.policy.core import ProviderConfig
+from gateway.protocols import EMBEDDINGS
 from gateway.providers import build_provider
 from gateway.router import Router, RoutingLog
 from gateway.store import MemoryStore, StoreError
@@ -92,10 +93,10 @@ async def test_rewritten_concrete_model_priced_against_what_was_asked() -> None:
 async def test_alias_on_embeddings_is_a_400_naming_the_model() -> None:
     stage = router(custom_policy(CUSTOM))
     with pytest.raises(InvalidRequest) as info:
-        stage.route(context(endpoint="embeddings"))
+        stage.route(context(protocol=EMBEDDINGS))
     assert info.value.param == "model"
     rewriting = router(custom_policy({**CUSTOM, "rewrite_concrete_models": True}))
-    ctx = context(endpoint="embeddings", requested_model="embed", lines_estimate=900)
+    ctx = context(protocol=EMBEDDINGS, requested_model="embed", lines_estimate=900)
     assert rewriting.route(ctx).name == "embed", "embeddings are never rewritten"
 
 

@@ -31,6 +31,7 @@ from gateway.context import RequestContext
 from gateway.ledger.record import Finished, RecordBuilder, written
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
+from gateway.protocols import CHAT as CHAT_PROTOCOL
 from gateway.redact import Holdback, Redactor, remember
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
@@ -155,7 +156,7 @@ def test_log_lines_scrub_nested_values_and_exceptions() -> None:
 def test_ledger_records_carry_no_key() -> None:
     remember((PROVIDER_KEY,))
     policy = Policy.model_validate(base_policy("http://127.0.0.1:9", ledger={"include_prompts": True}))
-    ctx = RequestContext(request_id="r1", endpoint="chat.completions", agent="a", team="t")
+    ctx = RequestContext(request_id="r1", protocol=CHAT_PROTOCOL, agent="a", team="t")
     ctx.task_id = PROVIDER_KEY
     ctx.body = {"model": "m", "messages": [{"role": "user", "content": f"my key is {PROVIDER_KEY}"}]}
     done = Finished("r1", "/v1/chat/completions", 200, time.time(), 0.01, error=PROVIDER_KEY[2:12])

@@ -29,9 +29,8 @@ from gateway.errors import GatewayError
 from gateway.logs import get_logger
 from gateway.policy.batching import BatchingConfig
 from gateway.providers import UpstreamReply
-from gateway.tokens import estimate_prompt, estimate_text
+from gateway.tokens import estimate_text
 from gateway.upstream import ModelCatalog, Target, Upstream
-from gateway.validation import CHAT
 
 log = get_logger("gateway.batcher")
 Outcome = tuple[Target, UpstreamReply]
@@ -130,7 +129,7 @@ class Batcher:
         batch = Batch(os.urandom(6).hex(), members, ids, self._batch_body(order, ids))
         first = members[0]
         batch_ctx = RequestContext(
-            request_id=f"batch-{batch.id}", endpoint=CHAT, agent="_batch", team=first.ctx.team
+            request_id=f"batch-{batch.id}", protocol=first.ctx.protocol, agent="_batch", team=first.ctx.team
         )
         batch_ctx.body = batch.body
         answers: dict[str, str] = {}
@@ -140,7 +139,7 @@ class Batcher:
             target, reply = await self.upstream.call(
                 batch_ctx,
                 self.catalog.chain(first.target),
-                "chat/completions",
+                first.ctx.protocol.upstream_path,
                 batch.body,
                 orjson.dumps(batch.body),
             )
@@ -185,14 +184,15 @@ class Batcher:
     ) -> None:
         """Give each caller its own completion and its share of the usage (shares sum to the whole)."""
         whole = orjson.loads(reply.body)
-        usage = Usage.of(reply.body) or Usage()
+        protocol = answered[0].ctx.protocol
+        usage = protocol.usage(whole) or Usage()
         texts = [answers[batch.task_of(m)] for m in answered]
         own = [estimate_text(m.task) for m in answered]
         shared = max(0, usage.prompt_tokens - sum(own))
         prompts = apportion(usage.prompt_tokens, [shared / len(answered) + o for o in own])
         completions = apportion(usage.completion_tokens, [estimate_text(t) for t in texts])
         # What the same tasks would have cost one by one, from the estimates, calibrated by this batch.
-        scale = usage.prompt_tokens / max(1, estimate_prompt(CHAT, batch.body))
+        scale = usage.prompt_tokens / max(1, protocol.estimate(batch.body))
         alone = sum(m.ctx.prompt_estimate * scale for m in answered) + usage.completion_tokens
         metrics.BATCH_TOKENS.inc(usage.total)
         metrics.BATCH_TOKENS_UNBATCHED.inc(alone)
@@ -216,7 +216,7 @@ class Batcher:
                 outcome = await self.upstream.call(
                     member.ctx,
                     self.catalog.chain(member.target),
-                    "chat/completions",
+                    member.ctx.protocol.upstream_path,
                     member.ctx.body,
                     member.raw,
                 )

@@ -27,7 +27,6 @@ from gateway.policy import Policy
 from gateway.policy.budget import BudgetConfig, SprintConfig
 from gateway.store import Store, StoreError
 from gateway.tokens import max_output
-from gateway.validation import EMBEDDINGS
 
 log = get_logger("gateway.budget")
 
@@ -123,7 +122,7 @@ class BudgetManager:
     def _ask(self, ctx: RequestContext, period: Period, share: int) -> Ask:
         """The reservation for ``ctx``: prompt estimate + requested (or default) completion tokens."""
         sprint = period.sprint
-        output = 0 if ctx.endpoint == EMBEDDINGS else max_output(ctx.body, self.config.default_max_tokens)
+        output = max_output(ctx.body, self.config.default_max_tokens) if ctx.protocol.generates else 0
         pause = sprint.actions.pause_non_critical
         return Ask(
             agent=ctx.agent,

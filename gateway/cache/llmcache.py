@@ -15,13 +15,14 @@ from urllib.parse import quote
 import orjson
 
 from gateway import metrics
-from gateway.cache.entry import CacheEntry, complete
+from gateway.cache.entry import CacheEntry
 from gateway.cache.keys import cache_key, deterministic
 from gateway.cache.singleflight import Lease, SingleFlight
-from gateway.context import RequestContext, Usage
+from gateway.context import RequestContext
 from gateway.logs import get_logger
 from gateway.policy.cache import CacheConfig
 from gateway.pricing import PriceBook
+from gateway.protocols import Protocol
 from gateway.store import Store, StoreError
 
 log = get_logger("gateway.cache")
@@ -32,7 +33,7 @@ _MAX_AGE = re.compile(r"max-age\s*=\s*(\d+)")
 class Plan:
     """How the cache treats one request."""
 
-    endpoint: str
+    protocol: Protocol
     key: str
     scope: str
     ttl_s: float
@@ -61,11 +62,13 @@ def terms(
     config: CacheConfig, endpoint: str, cache_control: str | None, is_deterministic: bool
 ) -> tuple[float, bool, float | None] | None:
     """``(ttl, read, max_age)`` for a request, or None when the cache must not be used.
+    ``is_deterministic``: the answer cannot vary (temperature 0, a seed, or a protocol that does not
+    generate text such as embeddings).
 
     Pure, so the what-if replay applies another policy's cache settings exactly as the gateway would."""
     if not config.enabled or endpoint not in config.endpoints:
         return None
-    if config.only_deterministic and endpoint != "embeddings" and not is_deterministic:
+    if config.only_deterministic and not is_deterministic:
         return None
     control = (cache_control or "").lower()
     if "no-store" in control:
@@ -95,13 +98,15 @@ class LLMCache:
 
     def plan(self, ctx: RequestContext) -> Plan | None:
         """None when the cache must not be used for this request (``X-Cache: BYPASS``)."""
-        found = terms(self.config, ctx.endpoint, ctx.cache_control, deterministic(ctx.body))
+        protocol = ctx.protocol
+        fixed = not protocol.generates or deterministic(ctx.body)
+        found = terms(self.config, protocol.name, ctx.cache_control, fixed)
         if found is None:
             return None
         ttl, read, max_age = found
         scope = self.scope_of(ctx)
-        ctx.cache_key = key = cache_key(ctx.endpoint, ctx.model, ctx.body, scope)
-        return Plan(ctx.endpoint, key, scope, ttl, read, max_age)
+        ctx.cache_key = key = cache_key(protocol.name, ctx.model, protocol.answer_fields(ctx.body), scope)
+        return Plan(protocol, key, scope, ttl, read, max_age)
 
     def entry_key(self, plan: Plan) -> str:
         """The store key: the scope's names are encoded (no ``:`` or ``{}`` of their own), the key is hex."""
@@ -153,7 +158,7 @@ class LLMCache:
             parsed = orjson.loads(answer)
         except orjson.JSONDecodeError:
             return None
-        return CacheEntry(time.time(), answer) if complete(plan.endpoint, parsed) else None
+        return CacheEntry(time.time(), answer) if plan.protocol.complete(parsed) else None
 
     async def clear(self, scope: str | None = None, key: str | None = None) -> int:
         """Admin: drop everything, one scope, or one key (within a scope, or in every scope)."""
@@ -167,7 +172,7 @@ class LLMCache:
         ctx.cache_status = "HIT"
         ctx.extra_headers["X-Cache-Age"] = str(int(entry.age))
         metrics.CACHE_HITS.labels(ctx.endpoint).inc()
-        ctx.usage = usage = Usage.of(entry.body)
+        ctx.usage = usage = ctx.protocol.usage(orjson.loads(entry.body))
         if usage is not None:
             ctx.tokens_saved, ctx.saved_reason = usage.total, "cache"
             metrics.CACHE_TOKENS_SAVED.inc(usage.total)

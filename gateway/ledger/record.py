@@ -24,13 +24,12 @@ from gateway.context import RequestContext
 from gateway.ledger.schema import LedgerRecord
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
+from gateway.protocols import BY_NAME, PROTOCOLS
 from gateway.redact import everywhere
 from gateway.router.rules import RuleSet
 from gateway.tokens import max_output
-from gateway.validation import CHAT, COMPLETIONS, EMBEDDINGS
 
-MODEL_ENDPOINTS = (CHAT, COMPLETIONS, EMBEDDINGS)
-_PATHS = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS}
+MODEL_ENDPOINTS = tuple(BY_NAME)
 _HASH_CHARS = 32
 """Replay keys are truncated SHA-256 hex (128 bits): plenty to tell requests apart, half the bytes."""
 
@@ -75,8 +74,8 @@ def routing_baseline(policy: Policy) -> str | None:
 
 
 def endpoint_of(path: str) -> str:
-    if path in _PATHS:
-        return _PATHS[path]
+    if path in PROTOCOLS:
+        return PROTOCOLS[path].name
     return "models" if path.startswith("/v1/models") else "passthrough"
 
 
@@ -105,7 +104,6 @@ class RecordBuilder:
         body = ctx.body
         period = select(self.sprints, ctx.agent, ctx.sprint, done.arrival) if self.sprints else None
         facts = BatchFacts.of(ctx)
-        model_call = ctx.endpoint in MODEL_ENDPOINTS
         charge = self._charge(ctx)
         return LedgerRecord(
             request_id=done.request_id,
@@ -131,7 +129,7 @@ class RecordBuilder:
             upstream_ms=round(ctx.upstream_seconds * 1000, 2),
             cache=ctx.cache_status,
             cache_key=ctx.cache_key,
-            content_key=cache_key(ctx.endpoint, "", body, "")[:_HASH_CHARS] if model_call else None,
+            content_key=cache_key(ctx.endpoint, "", ctx.protocol.answer_fields(body), "")[:_HASH_CHARS],
             cache_control=(ctx.cache_control or "")[:64] or None,
             deterministic=deterministic(body) or None,
             batchable=ctx.batchable,
@@ -150,9 +148,7 @@ class RecordBuilder:
             cost_usd=charge.cost_usd,
             baseline_model=charge.baseline_model,
             baseline_cost_usd=charge.baseline_cost_usd,
-            prompt=(body.get("messages") or body.get("prompt") or body.get("input"))
-            if self.include_prompts
-            else None,
+            prompt=ctx.protocol.prompt(body) if self.include_prompts else None,
         )
 
     def _charge(self, ctx: RequestContext) -> Charge:

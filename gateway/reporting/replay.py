@@ -31,11 +31,11 @@ from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.policy.budget import WebhookConfig
 from gateway.pricing import PriceBook
+from gateway.protocols import BY_NAME
 from gateway.reporting.outcome import BUDGET_REFUSALS, Outcome, recorded
 from gateway.reporting.replay_batch import BatchWindow, Member, Sent, batch_sizes, shares
 from gateway.reporting.replay_cache import CacheReplay
 from gateway.router.rules import RuleSet
-from gateway.router.stage import ROUTED_ENDPOINTS
 from gateway.tokens import max_output
 
 USD_DIGITS = 8
@@ -134,7 +134,7 @@ class Replay:
         """The model and reason, decided as the routing stage does (``gateway/router/stage.py``)."""
         config, name = self.policy.routing, ctx.requested_model
         alias = name in self.aliases
-        routed = ctx.endpoint in ROUTED_ENDPOINTS
+        routed = ctx.protocol.routable
         if self.rules is None or not (alias or (config.rewrite_concrete_models and routed)):
             return name, "requested"
         if alias and not routed:
@@ -147,7 +147,8 @@ class Replay:
 
     def _through_cache(self, pending: Pending) -> None:
         record, ctx = pending.record, pending.ctx
-        found = terms(self.policy.cache, ctx.endpoint, ctx.cache_control, bool(record.deterministic))
+        fixed = bool(record.deterministic) or not ctx.protocol.generates
+        found = terms(self.policy.cache, ctx.endpoint, ctx.cache_control, fixed)
         content = record.content_key
         if found is None or content is None:
             return
@@ -250,7 +251,7 @@ def _context(record: Record) -> RequestContext:
     """The request as the stages see it, rebuilt from its record (no prompt text is needed)."""
     return RequestContext(
         request_id=record.request_id,
-        endpoint=record.endpoint,
+        protocol=BY_NAME[record.endpoint],
         agent=record.agent or "",
         team=record.team or "default",
         task_type=record.task_type,

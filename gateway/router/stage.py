@@ -18,11 +18,9 @@ from gateway.router.log import RoutingLog, Value, log
 from gateway.router.rules import Decision, RuleSet
 from gateway.tokens import max_output
 from gateway.upstream import ModelCatalog, Target
-from gateway.validation import CHAT, COMPLETIONS
 
 PriceFn = Callable[[str, int, int], float | None]
 """(model, prompt tokens, completion tokens) → USD, or None when the model's price is unknown."""
-ROUTED_ENDPOINTS = frozenset({CHAT, COMPLETIONS})
 OTHER = "_other"
 
 
@@ -46,7 +44,7 @@ class Router:
 
     def applies(self, ctx: RequestContext) -> bool:
         """Whether the router decides this request (an alias, or any model when rewriting is on)."""
-        return ctx.requested_model in self._aliases or (self._rewrite and ctx.endpoint in ROUTED_ENDPOINTS)
+        return ctx.requested_model in self._aliases or (self._rewrite and ctx.protocol.routable)
 
     def route(self, ctx: RequestContext) -> Target:
         """The target for ``ctx``; sets ``ctx.model`` and ``ctx.route_reason`` when a rule decided."""
@@ -54,7 +52,7 @@ class Router:
         if not self.applies(ctx):
             return self.catalog.resolve(name)
         alias = name in self._aliases
-        if alias and ctx.endpoint not in ROUTED_ENDPOINTS:
+        if alias and not ctx.protocol.routable:
             raise InvalidRequest(
                 f"'{name}' is a routing alias for chat and completions; name an embeddings model instead.",
                 param="model",
@@ -132,4 +130,4 @@ class Router:
         }
 
 
-__all__ = ["OTHER", "ROUTED_ENDPOINTS", "PriceFn", "Router"]
+__all__ = ["OTHER", "PriceFn", "Router"]
