@@ -22,7 +22,7 @@ from gateway.identity import Authenticator, check_admin
 from gateway.ledger import Finished, RequestLedger, recording
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
-from gateway.pipeline import CTX, DELIVERED, REQUEST_ID, Pipeline
+from gateway.pipeline import DELIVERED, OUTCOME, REQUEST_ID, Pipeline, extra_headers
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
 from gateway.prometheus import render
@@ -140,8 +140,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics.IN_FLIGHT.dec()
     if not response.prepared:
         response.headers["X-Request-Id"] = request[REQUEST_ID]
-        ctx = request.get(CTX)
-        for name, value in ctx.extra_headers.items() if ctx else ():
+        outcome = request.get(OUTCOME)
+        for name, value in extra_headers(outcome).items() if outcome else ():
             response.headers.setdefault(name, value)  # errors too (e.g. X-Budget-Remaining-Tokens)
     _record(request, response.status, started, error)
     return response
@@ -163,41 +163,43 @@ def _record(request: web.Request, status: int, started: float, error: str | None
     if request.path in _QUIET:
         return
     elapsed = time.perf_counter() - started
-    ctx = request.get(CTX)
+    outcome = request.get(OUTCOME)
     ledger = request.app.get(LEDGER)
     if ledger is not None and request.path.startswith("/v1/"):
         done = Finished(request[REQUEST_ID], request.path, status, time.time() - elapsed, elapsed, error)
-        ledger.record(done, ctx)
-    endpoint = ctx.endpoint if ctx else ("passthrough" if request.path.startswith("/v1/") else "other")
+        ledger.record(done, outcome)
+    if outcome is None:
+        endpoint = "passthrough" if request.path.startswith("/v1/") else "other"
+    else:
+        endpoint = outcome.request.endpoint
     metrics.REQUESTS.labels(endpoint, str(status)).inc()
     metrics.REQUEST_SECONDS.labels(endpoint).observe(elapsed)
-    if ctx is None:
+    if outcome is None:
         log.info(
             "request", request_id=request[REQUEST_ID], method=request.method, path=request.path, status=status
         )
         return
-    metrics.OVERHEAD_SECONDS.labels(endpoint).observe(max(0.0, elapsed - ctx.upstream_seconds))
-    usage = ctx.usage
+    metrics.OVERHEAD_SECONDS.labels(endpoint).observe(max(0.0, elapsed - outcome.upstream_seconds))
+    usage, asked = outcome.usage, outcome.request
     pipeline = request.app[PIPELINE]
-    if usage is not None and ctx.cache_status != "HIT":
-        metrics.TOKENS_USED.labels(pipeline.agent_label(ctx.agent), pipeline.model_label(ctx.model)).inc(
-            usage.total
-        )
+    if usage is not None and outcome.cache.status != "HIT":
+        agent, model = pipeline.agent_label(asked.agent), pipeline.model_label(outcome.model)
+        metrics.TOKENS_USED.labels(agent, model).inc(usage.total)
     log.info(
         "request",
-        request_id=ctx.request_id,
-        agent=ctx.agent,
-        team=ctx.team,
+        request_id=asked.request_id,
+        agent=asked.agent,
+        team=asked.team,
         endpoint=endpoint,
-        model=ctx.model,
-        requested_model=ctx.requested_model,
-        status=status if ctx.status == 200 else ctx.status,
+        model=outcome.model,
+        requested_model=asked.requested_model,
+        status=status if outcome.status == 200 else outcome.status,
         latency_ms=round(elapsed * 1000, 2),
-        upstream_ms=round(ctx.upstream_seconds * 1000, 2),
+        upstream_ms=round(outcome.upstream_seconds * 1000, 2),
         prompt_tokens=usage.prompt_tokens if usage else None,
         completion_tokens=usage.completion_tokens if usage else None,
-        cache=ctx.cache_status,
-        stream=ctx.stream,
+        cache=outcome.cache.status,
+        stream=asked.stream,
     )
 
 

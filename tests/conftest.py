@@ -41,6 +41,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.close()
     yield redis_server.url
 
+
 # Fixtures of the autoscaler tests (fake Kubernetes and Docker APIs, a Redis client).
 pytest_plugins = ["tests.autoscaler_fakes"]
 

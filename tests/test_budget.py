@@ -19,7 +19,7 @@ from gateway.budget.ledger import Balance, Ledger
 from gateway.budget.memory import MemoryLedger
 from gateway.budget.report import describe
 from gateway.budget.sprints import period_of, select
-from gateway.context import RequestContext, Usage
+from gateway.context import Request, Standing, Usage
 from gateway.errors import GatewayError
 from gateway.metrics import LabelLimiter
 from gateway.policy import ConfigError, load_policy
@@ -155,18 +155,15 @@ def manager(*sprints: SprintConfig, clock: Clock | None = None, ledger: Ledger |
     return BudgetManager(budgets, ledger, AlertSink(WebhookConfig()), LabelLimiter(10), clock)
 
 
-def request(agent: str = "a", prompt: int = 50, priority: str | None = None, **body: Any) -> RequestContext:
-    ctx = RequestContext("r", CHAT, agent, "team", priority=priority, body=body)
-    ctx.prompt_estimate = prompt
+def request(agent: str = "a", prompt: int = 50, priority: str | None = None, **body: Any) -> Request:
+    ctx = Request("r", CHAT, agent, "team", priority=priority, body=body, prompt_estimate=prompt)
     return ctx
 
 
-async def spend(budget: BudgetManager, ctx: RequestContext, tokens: int | None, hit: bool = False) -> None:
+async def spend(budget: BudgetManager, ctx: Request, tokens: int | None, hit: bool = False) -> None:
     hold = await budget.reserve(ctx)
     assert hold is not None
-    ctx.usage = None if tokens is None else Usage(tokens, 0)
-    ctx.cache_status = "HIT" if hit else "MISS"
-    await budget.settle(hold, ctx)
+    await budget.settle(hold, None if tokens is None else Usage(tokens, 0), hit)
 
 
 async def accounts(budget: BudgetManager, sprint_config: SprintConfig) -> dict[str, Any]:
@@ -176,9 +173,7 @@ async def accounts(budget: BudgetManager, sprint_config: SprintConfig) -> dict[s
 
 
 async def test_no_sprint_costs_nothing() -> None:
-    ctx = request()
-    assert await manager().reserve(ctx) is None
-    assert ctx.extra_headers == {} and ctx.budget_left is None and not ctx.downgrade
+    assert await manager().reserve(request()) is None
 
 
 async def test_reserve_sets_header_budget_left_and_downgrade() -> None:
@@ -187,22 +182,18 @@ async def test_reserve_sets_header_budget_left_and_downgrade() -> None:
     ctx = request(max_tokens=100)
     hold = await budget.reserve(ctx)
     assert hold is not None and hold.tokens == 150, "prompt estimate + max tokens"
-    assert ctx.extra_headers["X-Budget-Remaining-Tokens"] == "350" and ctx.budget_left == 1.0
-    assert not ctx.downgrade
-    ctx.usage = Usage(300, 100)
-    await budget.settle(hold, ctx)
+    assert hold.remaining == 350 and hold.standing == Standing(downgrade=False, budget_left=1.0)
+    await budget.settle(hold, Usage(300, 100), hit=False)
     gauge = "token_budget_remaining"
     assert REGISTRY.get_sample_value(gauge, {"sprint": "hdr", "agent": "a"}) == 100
     assert REGISTRY.get_sample_value(gauge, {"sprint": "hdr", "agent": "_sprint"}) == 600
-    ctx = request()
-    await budget.reserve(ctx)
-    assert ctx.downgrade and ctx.budget_left == pytest.approx(0.2)
-    assert ctx.extra_headers["X-Budget-Remaining-Tokens"] == "0"
+    low = await budget.reserve(request())
+    assert low is not None and low.standing.downgrade and low.standing.budget_left == pytest.approx(0.2)
+    assert low.remaining == 0
     no_downgrade = manager(sprint(id="hdr2", actions={"downgrade": False}))
     await spend(no_downgrade, request(), 400)
-    ctx = request(prompt=10)
-    await no_downgrade.reserve(ctx)
-    assert not ctx.downgrade
+    kept = await no_downgrade.reserve(request(prompt=10))
+    assert kept is not None and not kept.standing.downgrade
 
 
 async def test_exhausted_budget_is_a_429_the_sdk_does_not_retry() -> None:
@@ -325,10 +316,9 @@ async def test_commit_survives_the_caller_being_cancelled() -> None:
     ctx = request()
     hold = await budget.reserve(ctx)
     assert hold is not None
-    ctx.usage = Usage(42, 0)
 
     async def caller() -> None:
-        await asyncio.shield(budget.settle(hold, ctx))
+        await asyncio.shield(budget.settle(hold, Usage(42, 0), hit=False))
 
     task = asyncio.ensure_future(caller())
     await asyncio.sleep(0)
@@ -340,7 +330,7 @@ async def test_commit_survives_the_caller_being_cancelled() -> None:
 def test_router_takes_a_cheaper_tier_when_the_budget_asks() -> None:
     policy = custom_policy(CUSTOM)
     rules = RuleSet(policy.routing, policy.models)
-    big = rules.decide(context(lines_estimate=600), 1024, concrete=False)
+    big = rules.decide(*context(lines_estimate=600), 1024, concrete=False)
     assert big.model == "big"
     cheaper = rules.downgrade(big, 1000)
     assert cheaper.model == "mid" and cheaper.reason == "rule:big-change;budget-downgrade"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.context import RequestContext
+from gateway.context import Request
 from gateway.policy.batching import BatchingConfig
 from gateway.protocols.openai import IGNORED
 from gateway.tokens import estimate_text
@@ -31,7 +31,7 @@ class BatchFacts:
     """The task's token estimate, computed on first use from ``task`` (ledger records carry it)."""
 
     @classmethod
-    def of(cls, ctx: RequestContext) -> BatchFacts:
+    def of(cls, ctx: Request) -> BatchFacts:
         task = ctx.protocol.batch_task(ctx.stream, ctx.body)
         return cls(ctx.task_type, ctx.lines_estimate, ctx.batchable, task)
 

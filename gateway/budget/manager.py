@@ -19,12 +19,13 @@ from gateway import metrics
 from gateway.budget.alerts import AlertSink
 from gateway.budget.ledger import Ask, Balance, Charge, Ledger, Verdict, cap
 from gateway.budget.sprints import Period, period_of, select
-from gateway.context import RequestContext
+from gateway.context import NO_BUDGET, Request, Standing
 from gateway.errors import Forbidden, GatewayError, Unavailable
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.policy.budget import BudgetConfig, SprintConfig
+from gateway.protocols import Usage
 from gateway.store import Store, StoreError
 from gateway.tokens import max_output
 
@@ -39,13 +40,16 @@ RETAIN_S = 30 * 86400
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """A live reservation, settled once the answer is known."""
+    """A live reservation, settled once the answer is known, and where the budget stands with it."""
 
     period: Period
     agent: str
     hold_id: str
     tokens: int
     agent_base: int
+    standing: Standing = NO_BUDGET
+    remaining: int = 0
+    """Tokens left to the caller (``X-Budget-Remaining-Tokens``)."""
 
 
 class BudgetManager:
@@ -82,57 +86,57 @@ class BudgetManager:
         """The sprint's running period now (the admin API reports it)."""
         return period_of(sprint, self.clock())
 
-    async def reserve(self, ctx: RequestContext) -> Hold | None:
+    async def reserve(self, request: Request) -> Hold | None:
         """Reserve the request's estimate in its sprint, or raise the refusal; None: no budget applies."""
         if not self.config.sprints:
             return None
         now = self.clock()
-        period = select(self.config.sprints, ctx.agent, ctx.sprint, now)
+        period = select(self.config.sprints, request.agent, request.sprint, now)
         if period is None:
             return None
         sprint = period.sprint
-        share = sprint.share(ctx.agent)
+        share = sprint.share(request.agent)
         if share is None:
             share = sprint.unknown_share
             if not share:
-                raise _not_in_sprint(ctx.agent, sprint.id)
-        ask = self._ask(ctx, period, share)
+                raise _not_in_sprint(request.agent, sprint.id)
+        ask = self._ask(request, period, share)
         try:
             verdict = await self.ledger.reserve(period.bucket, ask)
         except StoreError as exc:
             return self._store_down(exc)
         balance = verdict.balance
-        self._gauge(period, ctx.agent, balance)
+        self._gauge(period, request.agent, balance)
         if verdict.borrowed:
             left = cap(balance.sprint_limit, sprint.block_at) - _sprint_load(balance)
-            log.info("budget_borrowed", sprint=sprint.id, agent=ctx.agent, tokens=ask.tokens)
+            log.info("budget_borrowed", sprint=sprint.id, agent=request.agent, tokens=ask.tokens)
         else:
             left = cap(balance.agent_limit, sprint.block_at) - _load(balance)
-        ctx.extra_headers[HEADER] = str(max(0, left))
         if verdict.status != "ok":
-            self._refused(ctx, period, verdict, ask, now)
+            self._refused(request, period, verdict, ask, now, max(0, left))
         used = max(
             _fraction(balance.agent_used, balance.agent_limit),
             _fraction(balance.sprint_used, balance.sprint_limit),
         )
-        ctx.budget_left = max(0.0, 1.0 - used)
-        ctx.downgrade = sprint.actions.downgrade and used >= sprint.alert_at
-        return Hold(period, ctx.agent, ask.hold_id, ask.tokens, verdict.agent_base)
+        standing = Standing(sprint.actions.downgrade and used >= sprint.alert_at, max(0.0, 1.0 - used))
+        return Hold(
+            period, request.agent, ask.hold_id, ask.tokens, verdict.agent_base, standing, max(0, left)
+        )
 
-    def _ask(self, ctx: RequestContext, period: Period, share: int) -> Ask:
-        """The reservation for ``ctx``: prompt estimate + requested (or default) completion tokens."""
+    def _ask(self, request: Request, period: Period, share: int) -> Ask:
+        """The reservation for ``request``: prompt estimate + requested (or default) completion tokens."""
         sprint = period.sprint
-        output = max_output(ctx.body, self.config.default_max_tokens) if ctx.protocol.generates else 0
+        output = max_output(request.body, self.config.default_max_tokens) if request.protocol.generates else 0
         pause = sprint.actions.pause_non_critical
         return Ask(
-            agent=ctx.agent,
+            agent=request.agent,
             hold_id=uuid.uuid4().hex,
-            tokens=ctx.prompt_estimate + output,
+            tokens=request.prompt_estimate + output,
             agent_tokens=share,
             sprint_tokens=sprint.total_tokens,
             block_at=sprint.block_at,
             pause_at=pause.at if pause.enabled else 0.0,
-            critical=(ctx.priority or self.config.default_priority) in CRITICAL,
+            critical=(request.priority or self.config.default_priority) in CRITICAL,
             borrow=sprint.actions.redistribute,
             seats=sprint.agents if isinstance(sprint.agents, int) else 0,
             unknown_tokens=sprint.unknown_share,
@@ -140,16 +144,15 @@ class BudgetManager:
             expire_at=period.expire_at(RETAIN_S),
         )
 
-    def settle(self, hold: Hold, ctx: RequestContext) -> asyncio.Task[None]:
-        """Commit the usage in a task of its own, so a client hanging up cannot lose the commit."""
-        task = asyncio.ensure_future(self._commit(hold, ctx))
+    def settle(self, hold: Hold, usage: Usage | None, hit: bool) -> asyncio.Task[None]:
+        """Commit the usage in a task of its own, so a client hanging up cannot lose the commit.
+        A cache hit costs nothing: its tokens count as saved."""
+        task = asyncio.ensure_future(self._commit(hold, usage, hit))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         return task
 
-    async def _commit(self, hold: Hold, ctx: RequestContext) -> None:
-        usage = ctx.usage
-        hit = ctx.cache_status == "HIT"
+    async def _commit(self, hold: Hold, usage: Usage | None, hit: bool) -> None:
         used = 0 if hit or usage is None else usage.total
         saved = usage.total if hit and usage is not None else 0
         sprint = hold.period.sprint
@@ -176,14 +179,16 @@ class BudgetManager:
             self.alerts.emit(kind, hold.period, None if kind == "low" else hold.agent, settled.balance)
 
     def _refused(
-        self, ctx: RequestContext, period: Period, verdict: Verdict, ask: Ask, now: float
+        self, request: Request, period: Period, verdict: Verdict, ask: Ask, now: float, left: int
     ) -> NoReturn:
-        metrics.TOKEN_BUDGET_EXCEEDED.labels(self.agent_label(ctx.agent)).inc()
+        metrics.TOKEN_BUDGET_EXCEEDED.labels(self.agent_label(request.agent)).inc()
         if verdict.first_block:
-            self.alerts.emit("block", period, ctx.agent, verdict.balance)
+            self.alerts.emit("block", period, request.agent, verdict.balance)
         if verdict.status == "unknown":
-            raise _not_in_sprint(ctx.agent, period.sprint.id)
-        raise _exhausted(ctx.agent, period, verdict, ask, now)
+            refusal = _not_in_sprint(request.agent, period.sprint.id)
+            refusal.headers[HEADER] = str(left)
+            raise refusal
+        raise _exhausted(request.agent, period, verdict, ask, now)
 
     def _gauge(self, period: Period, agent: str, balance: Balance) -> None:
         sprint = period.sprint.id

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway import metrics
-from gateway.context import RequestContext
+from gateway.context import Request, Route, Standing
 from gateway.errors import InvalidRequest
 from gateway.policy.routing import RoutingConfig
 from gateway.router.log import RoutingLog, Value, log
@@ -42,15 +42,15 @@ class Router:
         self._price_of = price_of
         self._labels = self._aliases | set(catalog.names())
 
-    def applies(self, ctx: RequestContext) -> bool:
+    def applies(self, ctx: Request) -> bool:
         """Whether the router decides this request (an alias, or any model when rewriting is on)."""
         return ctx.requested_model in self._aliases or (self._rewrite and ctx.protocol.routable)
 
-    def route(self, ctx: RequestContext) -> Target:
-        """The target for ``ctx``; sets ``ctx.model`` and ``ctx.route_reason`` when a rule decided."""
+    def route(self, ctx: Request, standing: Standing) -> Route:
+        """The model for ``ctx`` and why, given where its budget stands."""
         name = ctx.requested_model
         if not self.applies(ctx):
-            return self.catalog.resolve(name)
+            return Route(self.catalog.resolve(name), name)
         alias = name in self._aliases
         if alias and not ctx.protocol.routable:
             raise InvalidRequest(
@@ -61,32 +61,31 @@ class Router:
         requested = None if alias else self.catalog.resolve(name)  # unknown names stay a 404
         output = max_output(ctx.body, self.config.assumed_output_tokens)
         try:
-            decision = self._rules.decide(ctx, output, concrete=not alias)
+            decision = self._rules.decide(ctx, standing, output, concrete=not alias)
         except InvalidRequest as exc:
             log.warning("route_rejected", request_id=ctx.request_id, requested_model=name, error=exc.message)
             raise
-        ctx.model, ctx.route_reason = decision.model, decision.reason
-        self._record(ctx, decision, output)
-        if requested is not None and decision.model == name:
-            return requested
-        return self.catalog.resolve(decision.model)
+        self._record(ctx, standing, decision, output)
+        keep = requested is not None and decision.model == name
+        target = requested if keep and requested is not None else self.catalog.resolve(decision.model)
+        return Route(target, decision.model, decision.reason)
 
-    def answered(self, ctx: RequestContext, target: Target) -> None:
+    def answered(self, ctx: Request, route: Route, target: Target) -> None:
         """Record in the decision log that a fallback model answered instead of the routed one."""
-        if target.name == ctx.model or not self.applies(ctx):
+        if target.name == route.model or not self.applies(ctx):
             return
-        log.info("route_fallback", request_id=ctx.request_id, from_model=ctx.model, to_model=target.name)
+        log.info("route_fallback", request_id=ctx.request_id, from_model=route.model, to_model=target.name)
         self.log.record(
             {
                 **self._common(ctx),
                 "kind": "fallback",
-                "from_model": ctx.model,
+                "from_model": route.model,
                 "chosen_model": target.name,
                 "rule": "fallback",
             }
         )
 
-    def _record(self, ctx: RequestContext, decision: Decision, output: int) -> None:
+    def _record(self, ctx: Request, standing: Standing, decision: Decision, output: int) -> None:
         requested = ctx.requested_model if ctx.requested_model in self._labels else OTHER
         chosen = decision.model if decision.model in self._labels else OTHER
         metrics.ROUTING_DECISIONS.labels(requested, chosen, decision.rule).inc()
@@ -103,13 +102,13 @@ class Router:
             "reason": decision.reason,
             "prompt_tokens_estimate": ctx.prompt_estimate,
             "max_output_tokens": output,
-            "budget_left": ctx.budget_left,
+            "budget_left": standing.budget_left,
             "saved_usd": round(saved, 8) if saved is not None else None,
         }
         log.info("route", **{k: v for k, v in entry.items() if k != "time"})
         self.log.record(entry)
 
-    def _saved(self, ctx: RequestContext, chosen: str, output: int) -> float | None:
+    def _saved(self, ctx: Request, chosen: str, output: int) -> float | None:
         """USD the choice saves against the requested model (or the largest, for an alias); None: unknown."""
         baseline = self._baseline if ctx.requested_model in self._aliases else ctx.requested_model
         if self._price_of is None or baseline is None:
@@ -121,7 +120,7 @@ class Router:
         return max(0.0, before - after)
 
     @staticmethod
-    def _common(ctx: RequestContext) -> dict[str, Value]:
+    def _common(ctx: Request) -> dict[str, Value]:
         return {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "request_id": ctx.request_id,
