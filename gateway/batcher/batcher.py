@@ -82,15 +82,19 @@ class Batcher:
         self._groups: dict[str, Group] = {}
         self._flushing: set[asyncio.Task[None]] = set()
 
-    def eligible(self, ctx: Request) -> bool:
+    def eligible(self, request: Request) -> bool:
         """Cheap and synchronous, so a request that is not batchable never waits."""
-        return self.config.enabled and ctx.batchable is not False and admits(self.config, BatchFacts.of(ctx))
+        return (
+            self.config.enabled
+            and request.batchable is not False
+            and admits(self.config, BatchFacts.of(request))
+        )
 
-    async def submit(self, ctx: Request, target: Target, call: Call) -> Served:
+    async def submit(self, request: Request, target: Target, call: Call) -> Served:
         """Join (or open) this request's group and wait for its own answer."""
-        key = cache_key("batch", target.name, shared_context(ctx.body), self.scope_of(ctx))
+        key = cache_key("batch", target.name, shared_context(request.body), self.scope_of(request))
         loop = asyncio.get_running_loop()
-        member = Member(ctx, target, call, ctx.body["messages"][-1]["content"], loop.create_future())
+        member = Member(request, target, call, request.body["messages"][-1]["content"], loop.create_future())
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = Group()

@@ -31,9 +31,9 @@ class BatchFacts:
     """The task's token estimate, computed on first use from ``task`` (ledger records carry it)."""
 
     @classmethod
-    def of(cls, ctx: Request) -> BatchFacts:
-        task = ctx.protocol.batch_task(ctx.stream, ctx.body)
-        return cls(ctx.task_type, ctx.lines_estimate, ctx.batchable, task)
+    def of(cls, request: Request) -> BatchFacts:
+        task = request.protocol.batch_task(request.stream, request.body)
+        return cls(request.task_type, request.lines_estimate, request.batchable, task)
 
     @property
     def fits(self) -> bool:

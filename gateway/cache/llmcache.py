@@ -93,20 +93,20 @@ class LLMCache:
         )
         self._last_error_log = 0.0
 
-    def scope_of(self, ctx: Request) -> str:
-        return scope_for(self.config, ctx.team, ctx.agent)
+    def scope_of(self, request: Request) -> str:
+        return scope_for(self.config, request.team, request.agent)
 
-    def plan(self, ctx: Request, model: str) -> Plan | None:
-        """How the cache treats ``ctx`` sent to ``model``; None when the cache must not be used
+    def plan(self, request: Request, model: str) -> Plan | None:
+        """How the cache treats ``request`` sent to ``model``; None when the cache must not be used
         (``X-Cache: BYPASS``)."""
-        protocol = ctx.protocol
-        fixed = not protocol.generates or deterministic(ctx.body)
-        found = terms(self.config, protocol.name, ctx.cache_control, fixed)
+        protocol = request.protocol
+        fixed = not protocol.generates or deterministic(request.body)
+        found = terms(self.config, protocol.name, request.cache_control, fixed)
         if found is None:
             return None
         ttl, read, max_age = found
-        scope = self.scope_of(ctx)
-        key = cache_key(protocol.name, model, protocol.answer_fields(ctx.body), scope)
+        scope = self.scope_of(request)
+        key = cache_key(protocol.name, model, protocol.answer_fields(request.body), scope)
         return Plan(protocol, key, scope, ttl, read, max_age)
 
     def entry_key(self, plan: Plan) -> str:

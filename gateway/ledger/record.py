@@ -101,40 +101,42 @@ class RecordBuilder:
                 latency_ms,
                 error=done.error,
             )
-        ctx, batch, cache = outcome.request, outcome.batch, outcome.cache
-        body = ctx.body
-        period = select(self.sprints, ctx.agent, ctx.sprint, done.arrival) if self.sprints else None
-        facts = BatchFacts.of(ctx)
+        request, batch, cache = outcome.request, outcome.batch, outcome.cache
+        body = request.body
+        period = select(self.sprints, request.agent, request.sprint, done.arrival) if self.sprints else None
+        facts = BatchFacts.of(request)
         charge = self._charge(outcome)
         budget_left = outcome.standing.budget_left
         return LedgerRecord(
             request_id=done.request_id,
-            endpoint=ctx.endpoint,
+            endpoint=request.endpoint,
             status=outcome.status if outcome.status != 200 else done.status,
             arrival=done.arrival,
             latency_ms=latency_ms,
             error=done.error,
-            agent=ctx.agent,
-            team=ctx.team,
-            task_type=ctx.task_type,
-            priority=ctx.priority,
-            task_id=ctx.task_id,
-            sprint=period.sprint.id if period else ctx.sprint,
-            requested_model=ctx.requested_model,
+            agent=request.agent,
+            team=request.team,
+            task_type=request.task_type,
+            priority=request.priority,
+            task_id=request.task_id,
+            sprint=period.sprint.id if period else request.sprint,
+            requested_model=request.requested_model,
             model=outcome.model,
             rule=outcome.route_reason,
-            prompt_estimate=ctx.prompt_estimate,
+            prompt_estimate=request.prompt_estimate,
             max_tokens=max_output(body, 0) or None,
-            lines=ctx.lines_estimate,
+            lines=request.lines_estimate,
             budget_left=round(budget_left, 4) if budget_left is not None else None,
-            stream=ctx.stream or None,
+            stream=request.stream or None,
             upstream_ms=round(outcome.upstream_seconds * 1000, 2),
             cache=cache.status,
             cache_key=cache.key,
-            content_key=cache_key(ctx.endpoint, "", ctx.protocol.answer_fields(body), "")[:_HASH_CHARS],
-            cache_control=(ctx.cache_control or "")[:64] or None,
+            content_key=cache_key(request.endpoint, "", request.protocol.answer_fields(body), "")[
+                :_HASH_CHARS
+            ],
+            cache_control=(request.cache_control or "")[:64] or None,
             deterministic=deterministic(body) or None,
-            batchable=ctx.batchable,
+            batchable=request.batchable,
             task_tokens=facts.task_tokens(),
             batch_group=(
                 cache_key("batch", "", shared_context(body), "")[:_HASH_CHARS] if facts.fits else None
@@ -150,7 +152,7 @@ class RecordBuilder:
             cost_usd=charge.cost_usd,
             baseline_model=charge.baseline_model,
             baseline_cost_usd=charge.baseline_cost_usd,
-            prompt=ctx.protocol.prompt(body) if self.include_prompts else None,
+            prompt=request.protocol.prompt(body) if self.include_prompts else None,
         )
 
     def _charge(self, outcome: Outcome) -> Charge:
