@@ -247,7 +247,8 @@ class Pipeline:
         except (TimeoutError, GatewayError, aiohttp.ClientError) as exc:
             error = exc if isinstance(exc, GatewayError) else _stream_failure(exc)
             relay.status = error.status
-            log.warning("stream_failed", request_id=asked.request_id, error=error.message)
+            model = relay.target.name if relay.target is not None else None
+            log.warning("stream_failed", request_id=asked.request_id, model=model, error=error.message)
             await response.write(asked.protocol.stream_error(error))
         finally:
             relay.usage = watcher.usage_or_count(asked.prompt_estimate)

@@ -24,6 +24,16 @@ from gateway.testing.redis_server import RedisServer, free_port
 from gateway.testing.upstream import FakeUpstream
 
 
+@pytest.fixture(scope="session", autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The default ledger file's directory for the whole suite (and the gateways it starts), never the
+    user's own ``~/.local/state``."""
+    with pytest.MonkeyPatch.context() as env:
+        path = tmp_path_factory.mktemp("state")
+        env.setenv("GATEWAY_STATE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One real Redis-compatible server for the session, on a free loopback port."""
@@ -66,7 +76,7 @@ def base_policy(upstream_url: str, **sections: Any) -> dict[str, Any]:
         "server": {"admin_key": ADMIN_KEY, "drain_timeout_s": 5},
         # Off unless a test is about caching: most tests count the calls that reach the provider.
         "cache": {"enabled": False},
-        # Off unless a test is about the ledger: it would write ./llm-gateway-ledger.jsonl.
+        # Off unless a test is about the ledger: it would write a ledger file in the state directory.
         "ledger": {"enabled": False},
         "auth": {"keys": [{"key": GATEWAY_KEY, "agent": "agent-1", "team": "backend"}]},
         "providers": {
