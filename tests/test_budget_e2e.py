@@ -20,9 +20,9 @@ import openai
 import pytest
 
 from gateway.policy.core import StoreConfig
+from gateway.protocols import CHAT
 from gateway.store import open_redis
 from gateway.testing.upstream import FakeUpstream
-from gateway.tokens import estimate_prompt
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, base_policy
 
 MESSAGES = [{"role": "user", "content": "budget budget budget budget"}]
@@ -56,7 +56,7 @@ def budgets_report(url: str) -> dict[str, Any]:
 
 
 def test_the_request_is_costed_exactly(fake_upstream: FakeUpstream) -> None:
-    assert estimate_prompt("chat.completions", chat()) + MAX_TOKENS == COST
+    assert CHAT.estimate(chat()) + MAX_TOKENS == COST
     assert fake_upstream.answer("/chat/completions", chat())["usage"]["total_tokens"] == COST
 
 

@@ -24,27 +24,28 @@ from gateway.batcher.eligibility import BatchFacts, admits, shared_context
 from gateway.batcher.prompt import build_batch_message, parse_answers, task_id
 from gateway.batcher.split import apportion, member_answer
 from gateway.cache.keys import cache_key
-from gateway.context import RequestContext, Usage
+from gateway.context import BatchResult, Call, Request, Usage
 from gateway.errors import GatewayError
 from gateway.logs import get_logger
 from gateway.policy.batching import BatchingConfig
 from gateway.providers import UpstreamReply
-from gateway.tokens import estimate_prompt, estimate_text
+from gateway.tokens import estimate_text
 from gateway.upstream import ModelCatalog, Target, Upstream
-from gateway.validation import CHAT
 
 log = get_logger("gateway.batcher")
-Outcome = tuple[Target, UpstreamReply]
+Served = tuple[Target, UpstreamReply, BatchResult]
+"""The model that answered, its reply, and how the batcher served the request."""
 
 
 @dataclass(slots=True)
 class Member:
-    ctx: RequestContext
+    request: Request
     target: Target
-    raw: bytes
+    call: Call
     task: str
-    future: asyncio.Future[Outcome]
+    future: asyncio.Future[Served]
     joined: float = field(default_factory=time.perf_counter)
+    wait_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -72,7 +73,7 @@ class Batcher:
         config: BatchingConfig,
         upstream: Upstream,
         catalog: ModelCatalog,
-        scope_of: Callable[[RequestContext], str],
+        scope_of: Callable[[Request], str],
     ) -> None:
         self.config = config
         self.upstream = upstream
@@ -81,15 +82,19 @@ class Batcher:
         self._groups: dict[str, Group] = {}
         self._flushing: set[asyncio.Task[None]] = set()
 
-    def eligible(self, ctx: RequestContext) -> bool:
+    def eligible(self, request: Request) -> bool:
         """Cheap and synchronous, so a request that is not batchable never waits."""
-        return self.config.enabled and ctx.batchable is not False and admits(self.config, BatchFacts.of(ctx))
+        return (
+            self.config.enabled
+            and request.batchable is not False
+            and admits(self.config, BatchFacts.of(request))
+        )
 
-    async def submit(self, ctx: RequestContext, target: Target, raw: bytes) -> Outcome:
+    async def submit(self, request: Request, target: Target, call: Call) -> Served:
         """Join (or open) this request's group and wait for its own answer."""
-        key = cache_key("batch", target.name, shared_context(ctx.body), self.scope_of(ctx))
+        key = cache_key("batch", target.name, shared_context(request.body), self.scope_of(request))
         loop = asyncio.get_running_loop()
-        member = Member(ctx, target, raw, ctx.body["messages"][-1]["content"], loop.create_future())
+        member = Member(request, target, call, request.body["messages"][-1]["content"], loop.create_future())
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = Group()
@@ -107,7 +112,7 @@ class Batcher:
             group.timer.cancel()
         now = time.perf_counter()
         for member in group.members:
-            member.ctx.batch_wait_s = now - member.joined
+            member.wait_s = now - member.joined
         task = asyncio.get_running_loop().create_task(self._flush(group.members))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
@@ -129,45 +134,35 @@ class Batcher:
         ids = {id(m): task_id(i) for i, m in enumerate(order)}
         batch = Batch(os.urandom(6).hex(), members, ids, self._batch_body(order, ids))
         first = members[0]
-        batch_ctx = RequestContext(
-            request_id=f"batch-{batch.id}", endpoint=CHAT, agent="_batch", team=first.ctx.team
-        )
-        batch_ctx.body = batch.body
+        path = first.request.protocol.upstream_path
+        call = Call(f"batch-{batch.id}", False, path, batch.body, orjson.dumps(batch.body))
         answers: dict[str, str] = {}
         target, reply = first.target, None
-        started = time.perf_counter()
         try:
-            target, reply = await self.upstream.call(
-                batch_ctx,
-                self.catalog.chain(first.target),
-                "chat/completions",
-                batch.body,
-                orjson.dumps(batch.body),
-            )
+            target, reply = await self.upstream.call(call, self.catalog.chain(first.target))
             if reply.status == 200:
                 answers = parse_answers(_content(reply.body), list(ids.values()))
         except GatewayError as exc:
             log.warning("batch_failed", batch_id=batch.id, size=len(members), error=exc.message)
-        elapsed = time.perf_counter() - started
         answered = [m for m in members if batch.task_of(m) in answers]
         missing = [m for m in members if batch.task_of(m) not in answers]
         metrics.BATCHES.inc()
         metrics.BATCH_SIZE.observe(len(members))
         if answered and reply is not None:
-            self._deliver(batch, target, reply, answered, answers, elapsed)
+            self._deliver(batch, target, reply, answered, answers)
         if missing:
             metrics.BATCH_FALLBACKS.inc(len(missing))
             log.info("batch_fallback", batch_id=batch.id, size=len(members), missing=len(missing))
             await self._one_by_one(missing)
 
     def _batch_body(self, order: list[Member], ids: dict[int, str]) -> dict[str, Any]:
-        first = order[0].ctx.body
+        first = order[0].request.body
         body = {k: v for k, v in first.items() if k not in ("stream", "stream_options", "user", "metadata")}
         tasks = [(ids[id(m)], m.task) for m in order]
         body["messages"] = [*first["messages"][:-1], build_batch_message(tasks)]
         body["model"] = order[0].target.upstream_model
         for name in ("max_completion_tokens", "max_tokens"):
-            limits = [m.ctx.body.get(name) for m in order]
+            limits = [m.request.body.get(name) for m in order]
             if all(isinstance(x, int) for x in limits):
                 body[name] = sum(limits)  # type: ignore[arg-type]
         if self.config.json_mode:
@@ -181,51 +176,41 @@ class Batcher:
         reply: UpstreamReply,
         answered: list[Member],
         answers: dict[str, str],
-        elapsed: float,
     ) -> None:
         """Give each caller its own completion and its share of the usage (shares sum to the whole)."""
         whole = orjson.loads(reply.body)
-        usage = Usage.of(reply.body) or Usage()
+        protocol = answered[0].request.protocol
+        usage = protocol.usage(whole) or Usage()
         texts = [answers[batch.task_of(m)] for m in answered]
         own = [estimate_text(m.task) for m in answered]
         shared = max(0, usage.prompt_tokens - sum(own))
         prompts = apportion(usage.prompt_tokens, [shared / len(answered) + o for o in own])
         completions = apportion(usage.completion_tokens, [estimate_text(t) for t in texts])
         # What the same tasks would have cost one by one, from the estimates, calibrated by this batch.
-        scale = usage.prompt_tokens / max(1, estimate_prompt(CHAT, batch.body))
-        alone = sum(m.ctx.prompt_estimate * scale for m in answered) + usage.completion_tokens
+        scale = usage.prompt_tokens / max(1, protocol.estimate(batch.body))
+        alone = sum(m.request.prompt_estimate * scale for m in answered) + usage.completion_tokens
         metrics.BATCH_TOKENS.inc(usage.total)
         metrics.BATCH_TOKENS_UNBATCHED.inc(alone)
         for member, text, prompt, completion in zip(answered, texts, prompts, completions, strict=True):
-            ctx = member.ctx
-            ctx.extra_headers["X-Gateway-Batch"] = f"{batch.id};size={len(batch.members)}"
-            ctx.batch_id, ctx.batch_size = batch.id, len(batch.members)
-            ctx.tokens_saved, ctx.saved_reason = round(ctx.prompt_estimate * scale) - prompt, "batch"
-            ctx.upstream_seconds = elapsed
+            saved = round(member.request.prompt_estimate * scale) - prompt
+            result = BatchResult(batch.id, len(batch.members), member.wait_s, saved)
             data = member_answer(
                 whole, f"{batch.id}-{batch.task_of(member)}", text, Usage(prompt, completion)
             )
             if not member.future.done():
-                member.future.set_result(
-                    (target, UpstreamReply(200, {"content-type": "application/json"}, data))
-                )
+                own = UpstreamReply(200, {"content-type": "application/json"}, data)
+                member.future.set_result((target, own, result))
 
     async def _one_by_one(self, members: list[Member]) -> None:
         async def alone(member: Member) -> None:
             try:
-                outcome = await self.upstream.call(
-                    member.ctx,
-                    self.catalog.chain(member.target),
-                    "chat/completions",
-                    member.ctx.body,
-                    member.raw,
-                )
+                target, reply = await self.upstream.call(member.call, self.catalog.chain(member.target))
             except GatewayError as exc:
                 if not member.future.done():
                     member.future.set_exception(exc)
                 return
             if not member.future.done():
-                member.future.set_result(outcome)
+                member.future.set_result((target, reply, BatchResult(wait_s=member.wait_s)))
 
         await asyncio.gather(*(alone(m) for m in members))
 
