@@ -186,6 +186,10 @@ def run(policy: Policy, location: str, selection: Selection, fmt: str, out: Text
         body = as_json(summary)
         body["source"], body["unreadable_lines"] = data.source, data.unreadable
         out.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif fmt == "html":
+        from gateway.reporting.html import page
+
+        out.write(page(heading("Ledger report", data, summary, selection), policy, data, summary))
     else:
         out.write(render(fmt, heading("Ledger report", data, summary, selection), tables(summary)))
     return 0
