@@ -33,7 +33,7 @@ STYLE = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1f2328}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #d0d7de}
 h3{font-size:14px;margin:0 0 4px}.sub{color:#57606a;margin:0 0 16px}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:16px 24px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px 24px}
 figure{margin:0;padding:8px 12px;border:1px solid #d0d7de;border-radius:6px}
 svg{width:100%;height:auto;display:block}svg text{font-size:11px;fill:#57606a}
 svg line.grid{stroke:#eaeef2;stroke-width:1}

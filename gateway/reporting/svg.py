@@ -18,6 +18,8 @@ PALETTE = ("#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a
 OTHERS = "#9aa0a6"
 REF_COLOURS = {"target": "#3ca951", "alert": "#efb118", "block": "#d62728", "budget": "#555555"}
 MAX_X_LABELS = 7
+MAX_DOTS = 60
+"""A line with more points is drawn without dots (they are still there, for their figures)."""
 
 Format = Callable[[float], str]
 
@@ -122,9 +124,10 @@ def lines(
         points = [(x_of(x), _y(v, top), x, v) for x, v in zip(xs, s.values, strict=True) if v is not None]
         for segment in _segments(xs, s.values, x_of, top):
             out.append(f'<polyline points="{segment}" fill="none" stroke="{s.colour}" stroke-width="2"/>')
+        radius = 3 if len(points) <= MAX_DOTS else 0  # a dense line is drawn without its dots
         for px, py, x, v in points:
             out.append(
-                f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{s.colour}" '
+                f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{radius}" fill="{s.colour}" '
                 f"{_data(s.name, fmt_x(x), v)}><title>{escape(s.name)}, {escape(fmt_x(x))}: "
                 f"{escape(fmt(v))}</title></circle>"
             )
