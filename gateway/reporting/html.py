@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from html import escape
+from operator import attrgetter
 
 from gateway.policy import Policy
 from gateway.reporting import series as figures
@@ -79,19 +80,14 @@ def _usage_charts(line: figures.Timeline) -> list[str]:
     labels = [_bucket_label(line, start) for start in line.starts]
     charts = []
     for who in ("agent", "model"):
-        for what, value, fmt in (("Tokens", _tokens, whole), ("Cost", _cost, usd)):
+        for what, value, fmt in (
+            ("Tokens", attrgetter("tokens_used"), whole),
+            ("Cost", attrgetter("cost_usd"), usd),
+        ):
             title = f"{what} per {line.unit} by {who}"
             lines_of = [s.agents if who == "agent" else s.models for s in line.summaries]
             charts.append(_figure(title, bars(title, labels, _stacked(lines_of, value), fmt)))
     return charts
-
-
-def _tokens(line: AgentLine) -> float:
-    return line.tokens_used
-
-
-def _cost(line: AgentLine) -> float:
-    return line.cost_usd
 
 
 def _stacked(per_bucket: Sequence[dict[str, AgentLine]], value: Callable[[AgentLine], float]) -> list[Series]:
@@ -210,7 +206,8 @@ def _table(table: Table, name: str = "") -> str:
 
 
 def _cell(cell: str, column: int) -> str:
-    kind = cell if cell in ("PASS", "FAIL") else ("n" if column and cell[:1].isdigit() else "")
+    figure = column and (cell[:1].isdigit() or cell[:1] == "$")
+    kind = cell if cell in ("PASS", "FAIL") else ("n" if figure else "")
     attr = f' class="{kind}"' if kind else ""
     return f"<td{attr}>{escape(cell)}</td>"
 

@@ -50,6 +50,8 @@ TARGETS = (
 
 @dataclass(slots=True)
 class AgentLine:
+    """What one agent (or one model) used."""
+
     requests: int = 0
     tokens_used: int = 0
     tokens_saved: int = 0
