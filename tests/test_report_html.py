@@ -27,8 +27,9 @@ from prometheus_client import REGISTRY
 from gateway.cli import main
 from gateway.ledger.schema import LedgerRecord
 from gateway.policy import Policy
-from gateway.reporting import report, series
+from gateway.reporting import html, report, series
 from gateway.reporting.kpis import percentile
+from gateway.reporting.render import Table
 from gateway.reporting.source import Selection, parse_time
 from tests.test_budget import manager, request, spend, sprint
 
@@ -317,3 +318,11 @@ async def test_the_budget_gauges_count_from_the_period_start() -> None:
     for kind, share in (("alert", 0.5), ("block", 0.9)):
         value = REGISTRY.get_sample_value("token_budget_threshold", {"sprint": "burn", "kind": kind})
         assert value == int(config.total_tokens * share)
+
+
+def test_extra_tables_follow_the_text_reports(tmp_path: Path) -> None:
+    data, summary = report.load(str(ledger(tmp_path / "l.jsonl")), Policy(), Selection(), show_progress=False)
+    extra = Table("Prices <per 1M tokens>", ["model", "input"], [["gpt-4o-mini", "$0.15"]])
+    text = html.page("Ledger report", Policy(), data, summary, [extra])
+    assert "<h3>Prices &lt;per 1M tokens&gt;</h3>" in text and text.index("Prices") > text.index("Routing")
+    assert Charts(text).tags <= ELEMENTS

@@ -48,8 +48,10 @@ td.PASS{color:#1a7f37;font-weight:600}td.FAIL{color:#cf222e;font-weight:600}
 """
 
 
-def page(heading: str, policy: Policy, data: LedgerData, summary: Summary) -> str:
-    """The whole HTML document."""
+def page(
+    heading: str, policy: Policy, data: LedgerData, summary: Summary, extra: Sequence[Table] = ()
+) -> str:
+    """The whole HTML document; ``extra`` tables go after the text report's."""
     line = figures.timeline(data.records)
     kpi_table, *other_tables = tables(summary)
     body = [
@@ -66,7 +68,7 @@ def page(heading: str, policy: Policy, data: LedgerData, summary: Summary) -> st
         "<h2>Latency and the most repeated prompts</h2>",
         *_latency_and_prompts(line, figures.top_prompts(data.records)),
         "<h2>Details</h2>",
-        *(_table(t) for t in other_tables),
+        *(_table(t) for t in (*other_tables, *extra)),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
