@@ -320,9 +320,10 @@ async def test_the_budget_gauges_count_from_the_period_start() -> None:
         assert value == int(config.total_tokens * share)
 
 
-def test_extra_tables_follow_the_text_reports(tmp_path: Path) -> None:
+def test_the_tables_given_follow_the_charts(tmp_path: Path) -> None:
     data, summary = report.load(str(ledger(tmp_path / "l.jsonl")), Policy(), Selection(), show_progress=False)
     extra = Table("Prices <per 1M tokens>", ["model", "input"], [["gpt-4o-mini", "$0.15"]])
-    text = html.page("Ledger report", Policy(), data, summary, [extra])
+    text = html.page("Ledger report", Policy(), data, summary, [*report.tables(summary), extra])
     assert "<h3>Prices &lt;per 1M tokens&gt;</h3>" in text and text.index("Prices") > text.index("Routing")
+    assert text.index("KPIs against their targets") < text.index("Tokens per day by agent")
     assert Charts(text).tags <= ELEMENTS

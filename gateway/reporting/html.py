@@ -17,7 +17,6 @@ from gateway.policy import Policy
 from gateway.reporting import series as figures
 from gateway.reporting.kpis import TARGETS, AgentLine, Summary, percentile
 from gateway.reporting.render import Table, count, ms, pct, usd
-from gateway.reporting.report import tables
 from gateway.reporting.source import LedgerData
 from gateway.reporting.svg import OTHERS, Ref, Series, bars, lines
 
@@ -48,12 +47,10 @@ td.PASS{color:#1a7f37;font-weight:600}td.FAIL{color:#cf222e;font-weight:600}
 """
 
 
-def page(
-    heading: str, policy: Policy, data: LedgerData, summary: Summary, extra: Sequence[Table] = ()
-) -> str:
-    """The whole HTML document; ``extra`` tables go after the text report's."""
+def page(heading: str, policy: Policy, data: LedgerData, summary: Summary, shown: Sequence[Table]) -> str:
+    """The whole HTML document: the charts, and ``shown``, the text report's tables (the KPIs first)."""
     line = figures.timeline(data.records)
-    kpi_table, *other_tables = tables(summary)
+    kpi_table, *other_tables = shown
     body = [
         f"<h1>{escape(heading)}</h1>",
         f'<p class="sub">Generated {escape(_when(datetime.now(UTC).timestamp()))}.</p>',
@@ -68,7 +65,7 @@ def page(
         "<h2>Latency and the most repeated prompts</h2>",
         *_latency_and_prompts(line, figures.top_prompts(data.records)),
         "<h2>Details</h2>",
-        *(_table(t) for t in (*other_tables, *extra)),
+        *(_table(t) for t in other_tables),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -189,7 +189,9 @@ def run(policy: Policy, location: str, selection: Selection, fmt: str, out: Text
     elif fmt == "html":
         from gateway.reporting.html import page
 
-        out.write(page(heading("Ledger report", data, summary, selection), policy, data, summary))
+        out.write(
+            page(heading("Ledger report", data, summary, selection), policy, data, summary, tables(summary))
+        )
     else:
         out.write(render(fmt, heading("Ledger report", data, summary, selection), tables(summary)))
     return 0
