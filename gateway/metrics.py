@@ -86,6 +86,18 @@ TOKEN_BUDGET_REMAINING = Gauge(
     ["sprint", "agent"],
     multiprocess_mode="mostrecent",
 )
+TOKEN_BUDGET_USED = Gauge(
+    "token_budget_used",
+    "Tokens committed in the current sprint period (since its start), per agent and for the sprint.",
+    ["sprint", "agent"],
+    multiprocess_mode="mostrecent",
+)
+TOKEN_BUDGET_THRESHOLD = Gauge(
+    "token_budget_threshold",
+    "The sprint's alert and block lines in tokens (alert_at, block_at times its current limit).",
+    ["sprint", "kind"],
+    multiprocess_mode="mostrecent",
+)
 TOKEN_BUDGET_EXCEEDED = Counter(
     "token_budget_exceeded_total", "Requests refused by the token budget (spent or paused).", ["agent"]
 )

@@ -233,6 +233,10 @@ class BudgetManager:
         metrics.TOKEN_BUDGET_REMAINING.labels(sprint, SPRINT_LABEL).set(
             balance.sprint_limit - balance.sprint_used
         )
+        metrics.TOKEN_BUDGET_USED.labels(sprint, self.agent_label(agent)).set(balance.agent_used)
+        metrics.TOKEN_BUDGET_USED.labels(sprint, SPRINT_LABEL).set(balance.sprint_used)
+        for kind, share in (("alert", period.sprint.alert_at), ("block", period.sprint.block_at)):
+            metrics.TOKEN_BUDGET_THRESHOLD.labels(sprint, kind).set(cap(balance.sprint_limit, share))
 
     def _store_down(self, exc: StoreError) -> None:
         metrics.STORE_ERRORS.labels("budget_reserve").inc()
