@@ -210,11 +210,14 @@ class CompletionAnswer:
 
 def plan_completion(body: Any) -> CompletionAnswer:
     model = require(body, "model")
-    prompt = require(body, "prompt")
-    is_tokens = isinstance(prompt, list) and bool(prompt) and all(isinstance(t, int) for t in prompt)
+    prompt = body.get("prompt")
+    if prompt is None or prompt == []:
+        prompt = "<|endoftext|>"  # the spec's default
+    is_tokens = isinstance(prompt, list) and all(_is_tokens(t) for t in prompt)
     prompts = [prompt] if isinstance(prompt, str) or is_tokens else prompt
-    if not isinstance(prompts, list) or not prompts:
-        raise ApiError(400, "Invalid 'prompt': expected a string or a non-empty array.", param="prompt")
+    if not isinstance(prompts, list) or not all(isinstance(p, str) or _is_input(p) for p in prompts):
+        raise ApiError(400, "Invalid 'prompt': expected a string or an array of strings or tokens.",
+                       param="prompt")
     n = integer(body, "n", 1, 1, 128)
     limit = _limit(body, "max_tokens", minimum=0)
     choices, tokens = [], 0
