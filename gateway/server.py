@@ -183,14 +183,8 @@ async def get_model(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     pipeline.auth.identify(request.headers)
     name = request.match_info["model"]
-    if pipeline.catalog.get(name) is None and name not in pipeline.router.aliases:
-        raise GatewayError(
-            f"The model '{name}' does not exist on this gateway.",
-            status=404,
-            type="invalid_request_error",
-            code="model_not_found",
-            param="model",
-        )
+    if name not in pipeline.router.aliases:
+        pipeline.catalog.resolve(name)  # a 404 model_not_found unless declared or served by the ``*`` entry
     return web.json_response(_model_object(name, pipeline), dumps=_dumps)
 
 

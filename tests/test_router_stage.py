@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import NotFound
 from gateway.policy import Policy
 from gateway.policy.core import ProviderConfig
 from gateway.protocols import EMBEDDINGS
@@ -90,11 +90,11 @@ async def test_rewritten_concrete_model_priced_against_what_was_asked() -> None:
         stage.route(*other)  # no wildcard: an unknown name is still a 404, not silently routed
 
 
-async def test_alias_on_embeddings_is_a_400_naming_the_model() -> None:
+async def test_alias_on_embeddings_is_a_404_naming_the_model() -> None:
     stage = router(custom_policy(CUSTOM))
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(NotFound) as info:  # as OpenAI answers for a model it does not have
         stage.route(*context(protocol=EMBEDDINGS))
-    assert info.value.param == "model"
+    assert info.value.param == "model" and info.value.code == "model_not_found" and info.value.status == 404
     rewriting = router(custom_policy({**CUSTOM, "rewrite_concrete_models": True}))
     ctx = context(protocol=EMBEDDINGS, requested_model="embed", lines_estimate=900)
     assert rewriting.route(*ctx).target.name == "embed", "embeddings are never rewritten"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from gateway import metrics
 from gateway.context import Request, Route, Standing
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, NotFound
 from gateway.policy.routing import RoutingConfig
 from gateway.router.log import RoutingLog, Value, log
 from gateway.router.rules import Decision, RuleSet
@@ -53,7 +53,7 @@ class Router:
             return Route(self.catalog.resolve(name), name)
         alias = name in self._aliases
         if alias and not request.protocol.routable:
-            raise InvalidRequest(
+            raise NotFound(  # a 404 like OpenAI's for a model it does not have
                 f"'{name}' is a routing alias for chat and completions; name an embeddings model instead.",
                 param="model",
                 code="model_not_found",
