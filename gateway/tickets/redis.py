@@ -42,7 +42,8 @@ local n = (#KEYS - 1) / 2
 local sums, caps, windows, amounts = {}, {}, {}, {}
 for i = 1, n do
   local z, h = KEYS[2 * i], KEYS[2 * i + 1]
-  caps[i] = tonumber(ARGV[1 + 3 * i]); windows[i] = tonumber(ARGV[2 + 3 * i]); amounts[i] = tonumber(ARGV[3 + 3 * i])
+  caps[i], windows[i] = tonumber(ARGV[1 + 3 * i]), tonumber(ARGV[2 + 3 * i])
+  amounts[i] = tonumber(ARGV[3 + 3 * i])
   expire(z, h, now - windows[i])
   sums[i] = tonumber(redis.call('HGET', h, '_sum')) or 0
 end
