@@ -24,6 +24,7 @@ from gateway.cache import CacheEntry, LLMCache, Plan, StreamAssembler, replay
 from gateway.context import RequestContext, Usage
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
 from gateway.identity import Authenticator, build_context
+from gateway.limits import Limiter
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
@@ -60,6 +61,7 @@ class Pipeline:
         router: Router,
         budget: BudgetManager,
         batcher: Batcher,
+        limits: Limiter,
     ) -> None:
         self.policy = policy
         self.batcher = batcher
@@ -69,14 +71,17 @@ class Pipeline:
         self.auth = auth
         self.catalog = catalog
         self.upstream = upstream
+        self.limits = limits
         self.agent_label = budget.agent_label  # one bounded agent label set for every metric
         self.model_label = LabelLimiter(policy.metrics.max_agent_labels)
 
     async def handle(self, request: web.Request, endpoint: str, path: str) -> web.StreamResponse:
         ctx, raw = await self._admit(request, endpoint)
         ctx.prompt_estimate = estimate_prompt(endpoint, ctx.body)
-        hold = await self.budget.reserve(ctx)
+        admission = await self.limits.admit(ctx, request.headers)  # rate limits and the brake
+        hold = None
         try:
+            hold = await self.budget.reserve(ctx)
             target = self.router.route(ctx)
             ctx.model = target.name
             plan = self.cache.plan(ctx)
@@ -84,6 +89,7 @@ class Pipeline:
                 return await self._forward(request, ctx, raw, path, target)
             return await self._through_cache(request, ctx, raw, path, target, plan)
         finally:
+            self.limits.settle(admission, ctx)  # real usage back into the buckets, in its own task
             if hold is not None:  # commit the usage (or release) even when the client hung up
                 await asyncio.shield(self.budget.settle(hold, ctx))
 
@@ -144,6 +150,7 @@ class Pipeline:
             else:
                 target, reply = await self.upstream.call(ctx, self.catalog.chain(target), path, ctx.body, raw)
             self.router.answered(ctx, target)
+            self.limits.observe(target.provider.name, reply.headers)
             ctx.model, ctx.provider = target.name, target.provider.name
             clean = redactor(target.provider.secrets)
             if reply.chunks is not None:
