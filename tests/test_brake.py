@@ -17,9 +17,9 @@ from gateway.errors import GatewayError
 from gateway.limits import Limiter
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
+from gateway.testing.upstream import FakeUpstream
 from gateway.tickets import MemoryTickets, TicketStore
 from gateway.tickets.redis import RedisTickets
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, base_policy
 
 START = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
