@@ -9,29 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.test_budget_e2e import _burst
 
 Serve = Callable[..., tuple[subprocess.Popen[str], str]]
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
-
-
-async def _burst(urls: list[str], count: int) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
-        return await asyncio.gather(
-            *(
-                http.post(
-                    f"{urls[i % len(urls)]}/v1/chat/completions",
-                    json=BODY,
-                    headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
-                )
-                for i in range(count)
-            )
-        )
 
 
 def test_two_gateways_admit_exactly_the_limit_of_300_concurrent(
@@ -45,7 +30,7 @@ def test_two_gateways_admit_exactly_the_limit_of_300_concurrent(
     path = policy_file(store={"url": redis_url}, limits={"rules": rules, "brake": {"enabled": False}})
     urls = [serve(path)[1], serve(path)[1]]
     fake_upstream.latency_s = 0.02
-    responses = asyncio.run(_burst(urls, 300))
+    responses = asyncio.run(_burst(urls, 300, BODY))
     admitted = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code == 429]
     assert (len(admitted), len(refused)) == (70, 230), "exactly the limit, 0 over, across both replicas"

@@ -85,6 +85,8 @@ async def test_lease_returned_by_settling_zero(tickets: TicketStore) -> None:
     assert (await tickets.consume(held, [slot], now=1.0)).ok
     assert not (await tickets.consume(tid(), [slot], now=2.0)).ok
     await tickets.settle(held, [Bucket(slot.key, 1, 300.0, 0)], now=3.0)
+    probe = await tickets.consume(tid(), [Bucket(slot.key, 1, 300.0, 0)], now=3.5)
+    assert probe.levels[0].reset_s == 0  # nothing held any more
     assert (await tickets.consume(tid(), [slot], now=4.0)).ok
 
 

@@ -27,6 +27,8 @@ class _Log:
             self.total -= self.amounts.pop(ticket, 0)
 
     def level(self, capacity: int, now: float) -> Level:
+        while self.order and self.order[-1][1] not in self.amounts:  # returned tickets, newest first
+            self.order.pop()
         reset = self.order[-1][0] + self.window_s - now if self.order else 0.0
         return Level(capacity, max(0, capacity - self.total), max(0.0, reset))
 
