@@ -22,7 +22,7 @@ from gateway.context import RequestContext
 from gateway.errors import GatewayError, Unavailable
 from gateway.identity import presented_key
 from gateway.limits.brake import Brake, Publish, gate, paused_message
-from gateway.limits.buckets import INFLIGHT, TOKENS, Need, Who, needs
+from gateway.limits.buckets import INFLIGHT, TOKENS, Need, Plans, Who
 from gateway.limits.headers import rate_headers, refusal
 from gateway.limits.provider import ProviderWatch
 from gateway.logs import get_logger
@@ -62,13 +62,16 @@ class Limiter:
         self.clock = clock
         self.brake = Brake(self.config.brake, policy.budgets, tickets, publish, agent_label, clock)
         self.providers = ProviderWatch(self.config.provider_headers)
+        self.plans = Plans(self.config)
+        self._keyed = any(rule.scope == "key" for rule in self.config.rules)
+        """Only key rules need the key's digest (hashing costs more than the rest of admission)."""
         self._settling: set[asyncio.Task[None]] = set()
 
     async def admit(self, ctx: RequestContext, headers: Mapping[str, str]) -> Admission | None:
         """Take the request's tickets or raise the 429; None: nothing to settle."""
         provider = self._provider(ctx.requested_model)
-        who = Who.of(ctx, _key_digest(headers), provider)
-        wanted = needs(self.config, who)
+        who = Who.of(ctx, _key_digest(headers) if self._keyed else "", provider)
+        wanted = self.plans(who)
         estimate = self._estimate(ctx) if any(n.resource == TOKENS for n in wanted) else 0
         now = self.clock()
         if provider is not None and (wait := self.providers.wait(provider, estimate, now)) is not None:
@@ -88,7 +91,7 @@ class Limiter:
         ctx.extra_headers.update(shown)
         if not grant.ok:
             self._refused(ctx, grant, wanted, shown)
-        return Admission(ticket, tuple(wanted), brake)
+        return Admission(ticket, wanted, brake)
 
     def settle(self, admission: Admission | None, ctx: RequestContext) -> asyncio.Task[None] | None:
         """Settle in a task of its own, so a client hanging up cannot lose it."""
@@ -124,7 +127,7 @@ class Limiter:
             log.error("limits_settle_failed", agent=ctx.agent, error=str(exc))
 
     def _refused(
-        self, ctx: RequestContext, grant: Grant, wanted: list[Need], shown: dict[str, str]
+        self, ctx: RequestContext, grant: Grant, wanted: tuple[Need, ...], shown: dict[str, str]
     ) -> NoReturn:
         if grant.gate is not None:
             metrics.BRAKE_REFUSED.labels(self.brake.agent_label(ctx.agent)).inc()
@@ -163,7 +166,7 @@ def _bucket(need: Need, estimate: int) -> Bucket:
     return Bucket(need.key, need.capacity, need.window_s, amount)
 
 
-def _levels(wanted: list[Need], grant: Grant) -> dict[str, list[Level]]:
+def _levels(wanted: tuple[Need, ...], grant: Grant) -> dict[str, list[Level]]:
     out: dict[str, list[Level]] = {}
     for need, level in zip(wanted, grant.levels, strict=True):
         out.setdefault(need.resource, []).append(level)

@@ -44,6 +44,25 @@ class Need:
     window_s: float
 
 
+class Plans:
+    """The buckets of each distinct ``Who``, worked out once (rules are fixed for the policy's life)."""
+
+    MAX = 10_000
+    """Distinct callers remembered; beyond it the memo starts again."""
+
+    def __init__(self, config: LimitsConfig) -> None:
+        self.config = config
+        self._memo: dict[Who, tuple[Need, ...]] = {}
+
+    def __call__(self, who: Who) -> tuple[Need, ...]:
+        found = self._memo.get(who)
+        if found is None:
+            if len(self._memo) >= self.MAX:
+                self._memo.clear()
+            found = self._memo[who] = tuple(needs(self.config, who))
+        return found
+
+
 def needs(config: LimitsConfig, who: Who) -> list[Need]:
     out: list[Need] = []
     for rule in config.rules:

@@ -62,11 +62,11 @@ class MemoryTickets(TicketStore):
         if self._calls % _SWEEP_EVERY == 0:
             self._sweep(now)
         logs = [self._log(b, now) for b in buckets]
-        levels = tuple(log.level(b.capacity, now) for b, log in zip(buckets, logs, strict=True))
         if gate is not None and gate in self._flags:
-            return Grant(False, levels, gate=self._flags[gate])
+            return Grant(False, self._levels(buckets, logs, now), gate=self._flags[gate])
         for i, (bucket, log) in enumerate(zip(buckets, logs, strict=True)):
             if bucket.amount and log.total + bucket.amount > bucket.capacity:
+                levels = self._levels(buckets, logs, now)
                 if bucket.amount > bucket.capacity:
                     return Grant(False, levels, i, -1.0)
                 need = log.total + bucket.amount - bucket.capacity
@@ -76,7 +76,11 @@ class MemoryTickets(TicketStore):
                 log.order.append((now, ticket))
                 log.amounts[ticket] = bucket.amount
                 log.total += bucket.amount
-        return Grant(True, tuple(log.level(b.capacity, now) for b, log in zip(buckets, logs, strict=True)))
+        return Grant(True, self._levels(buckets, logs, now))
+
+    @staticmethod
+    def _levels(buckets: Sequence[Bucket], logs: list[_Log], now: float) -> tuple[Level, ...]:
+        return tuple(log.level(b.capacity, now) for b, log in zip(buckets, logs, strict=True))
 
     async def settle(self, ticket: str, buckets: Sequence[Bucket], now: float) -> None:
         for bucket in buckets:
