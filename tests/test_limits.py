@@ -192,7 +192,10 @@ def test_every_answer_carries_the_remaining_figures(
     with httpx.Client(base_url=gateway, headers=KEY) as http:
         plain = http.post("/v1/chat/completions", json=body)
         streamed = http.post("/v1/chat/completions", json={**body, "stream": True})
+        fake_upstream.fail_next(times=3, status=500)  # every retry fails: the error answer counts too
+        failed = http.post("/v1/chat/completions", json=body)
     assert plain.headers["x-ratelimit-remaining-requests"] == "99"
     assert streamed.headers["x-ratelimit-remaining-requests"] == "98"
     assert streamed.headers["x-ratelimit-limit-tokens"] == "100000"
     assert int(streamed.headers["x-ratelimit-remaining-tokens"]) < 100_000
+    assert failed.status_code >= 500 and failed.headers["x-ratelimit-remaining-requests"] == "97"
