@@ -135,6 +135,8 @@ class Outcome:
     usage: Usage | None = None
     upstream_seconds: float = 0.0
     budget_remaining: int | None = None
+    limit_headers: tuple[tuple[str, str], ...] = ()
+    """The rate limits' remaining figures (``x-ratelimit-*``), on answers and errors alike."""
 
     @property
     def route_reason(self) -> str:

@@ -106,6 +106,20 @@ TOKEN_BUDGET_ALERTS = Counter(
     "Budget thresholds crossed (alert, block, low), once per period.",
     ["sprint", "kind"],
 )
+# Rate limits and the runaway brake (gateway/limits).
+RATE_LIMITED = Counter(
+    "gateway_rate_limited_total",
+    "Requests refused by a rate limit, by scope and resource (scope provider: the provider's own headers).",
+    ["scope", "resource"],
+)
+BRAKE_TRIPS = Counter(
+    "gateway_brake_trips_total",
+    "Agents paused by the runaway brake, by reason (repeat, burn).",
+    ["agent", "reason"],
+)
+BRAKE_REFUSED = Counter(
+    "gateway_brake_refused_total", "Requests refused because their agent is paused by the brake.", ["agent"]
+)
 
 # The request ledger (gateway/ledger): written in the background, never waited for.
 LEDGER_RECORDS = Counter("gateway_ledger_records_total", "Request records written to the ledger.")

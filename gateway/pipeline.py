@@ -29,6 +29,7 @@ from gateway.cache import LLMCache, Plan
 from gateway.context import BYPASS, NO_BUDGET, CacheOutcome, Call, Outcome, Relay, Request, Route, Usage
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.identity import Authenticator, build_context
+from gateway.limits import Admission, Limiter
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
@@ -66,6 +67,7 @@ class Pipeline:
         router: Router,
         budget: BudgetManager,
         batcher: Batcher,
+        limits: Limiter,
     ) -> None:
         self.policy = policy
         self.batcher = batcher
@@ -75,26 +77,29 @@ class Pipeline:
         self.auth = auth
         self.catalog = catalog
         self.upstream = upstream
+        self.limits = limits
         self.agent_label = budget.agent_label  # one bounded agent label set for every metric
         self.model_label = LabelLimiter(policy.metrics.max_agent_labels)
 
     async def handle(self, request: web.Request, protocol: Protocol) -> web.StreamResponse:
         asked, raw = await self._admit(request, protocol)
-        hold = route = None
+        admission = hold = route = None
         cache, relay = BYPASS, Relay()
         try:
+            admission = await self.limits.admit(asked, request.headers)  # rate limits and the brake
             hold = await self.budget.reserve(asked)
             route = self.router.route(asked, hold.standing if hold else NO_BUDGET)
             plan = self.cache.plan(asked, route.model)
             cache = await self.cache.fetch(plan, route.model) if plan is not None else BYPASS
-            so_far = _outcome(asked, hold, route, cache, relay)
+            so_far = _outcome(asked, admission, hold, route, cache, relay)
             if cache.entry is not None:
                 return await self._serve_hit(request, so_far, cache.entry.body)
             if plan is None or cache.lease is None:
                 return await self._forward(request, so_far, raw, relay)
             return await self._lead(request, so_far, raw, relay, plan, cache)
         finally:
-            outcome = request[OUTCOME] = _outcome(asked, hold, route, cache, relay)
+            outcome = request[OUTCOME] = _outcome(asked, admission, hold, route, cache, relay)
+            self.limits.settle(admission, outcome)  # real usage back into the buckets, in its own task
             if hold is not None:  # commit the usage (or release) even when the client hung up
                 await asyncio.shield(self.budget.settle(hold, outcome.usage, cache.status == "HIT"))
 
@@ -145,6 +150,7 @@ class Pipeline:
             else:
                 target, reply = await self.upstream.call(call, self.catalog.chain(route.target))
             self.router.answered(asked, route, target)
+            self.limits.observe(target.provider.name, reply.headers)
             relay.target = target
             headers = response_headers(replace(so_far, model=target.name, batch=relay.batch))
             clean = redactor(target.provider.secrets)
@@ -276,7 +282,12 @@ def _usage(asked: Request, answer: bytes) -> Usage | None:
 
 
 def _outcome(
-    asked: Request, hold: Hold | None, route: Route | None, cache: CacheOutcome, relay: Relay
+    asked: Request,
+    admission: Admission | None,
+    hold: Hold | None,
+    route: Route | None,
+    cache: CacheOutcome,
+    relay: Relay,
 ) -> Outcome:
     """Everything the stages returned, as one record (the model is the one that answered, if any)."""
     target = relay.target
@@ -293,12 +304,13 @@ def _outcome(
         usage=cache.usage if cache.status == "HIT" else relay.usage,
         upstream_seconds=relay.upstream_seconds,
         budget_remaining=hold.remaining if hold is not None else None,
+        limit_headers=tuple(admission.headers.items()) if admission is not None else (),
     )
 
 
 def extra_headers(outcome: Outcome) -> dict[str, str]:
     """The headers that describe a stage's result, on answers and errors alike."""
-    headers = {}
+    headers = dict(outcome.limit_headers)  # x-ratelimit-*: the remaining figures
     if outcome.budget_remaining is not None:
         headers[BUDGET_HEADER] = str(outcome.budget_remaining)
     if outcome.cache.entry is not None:

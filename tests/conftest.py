@@ -78,6 +78,8 @@ def base_policy(upstream_url: str, **sections: Any) -> dict[str, Any]:
         "cache": {"enabled": False},
         # Off unless a test is about the ledger: it would write a ledger file in the state directory.
         "ledger": {"enabled": False},
+        # Off unless a test is about the brake: many tests send one request again and again.
+        "limits": {"brake": {"enabled": False}},
         "auth": {"keys": [{"key": GATEWAY_KEY, "agent": "agent-1", "team": "backend"}]},
         "providers": {
             "openai": {

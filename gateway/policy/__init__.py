@@ -24,6 +24,7 @@ from gateway.policy.core import (
     StoreConfig,
 )
 from gateway.policy.ledger import LedgerConfig
+from gateway.policy.limits import LimitsConfig
 from gateway.policy.loader import ConfigError, describe_validation_error, interpolate, read_yaml
 from gateway.policy.routing import RoutingConfig, check_routing
 
@@ -57,6 +58,8 @@ class Policy(Section):
     """Model routing: aliases and rules."""
     budgets: BudgetConfig = BudgetConfig()
     """Token budgets per sprint."""
+    limits: LimitsConfig = LimitsConfig()
+    """Rate limits (requests, tokens, in flight) across replicas, and the runaway brake."""
     autoscaler: AutoscalerConfig = AutoscalerConfig()
     """The autoscaler sidecar (``llm-gateway autoscale``)."""
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
