@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
         help="gateway logging.level per variant (repeatable; default: warning and info)",
     )
     parser.add_argument(
+        "--store",
+        action="append",
+        choices=["memory", "redis", "cluster"],
+        help="shared-store variant of every gateway target, measured side by side (repeatable; default: "
+        "memory, or one Redis with several workers); cluster is a 3-master Redis Cluster on loopback",
+    )
+    parser.add_argument(
         "--tool",
         choices=["auto", "wrk", "aiohttp"],
         default="auto",
@@ -119,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         repeat=max(1, args.repeat),
         log_levels=args.log_level or ("warning", "info"),
+        stores=args.store or (),
         concurrency=args.concurrency or (),
         tool=args.tool,
         wrk_threads=args.wrk_threads,

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
+from gateway.protocols import CHAT
 from gateway.redact import Redactor
 from gateway.sse import UsageWatcher, event_batches, event_data
 
@@ -38,7 +39,7 @@ async def _relay(chunks: list[bytes], clean: Redactor | None) -> float:
         for chunk in chunks:
             yield chunk
 
-    watcher = UsageWatcher(False)
+    watcher = UsageWatcher(CHAT, False)
     started = time.perf_counter()
     async for batch in event_batches(source()):
         out = []

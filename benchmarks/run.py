@@ -17,14 +17,16 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
+from itertools import product
 from pathlib import Path
 
 from gateway.testing.redis_server import RedisServer
+from gateway.testing.redis_topologies import RedisClusterGroup
 
 from .gateway_policy import gateway_policy, write_yaml
 from .litellm_compare import LITELLM_VERSION, LiteLLMUnavailable, is_helper_process, start_litellm
 from .load import LoadTool, pick_tool, probe
-from .processes import start_gateway, start_upstream, worker_rss_mb
+from .processes import StartError, start_gateway, start_upstream, worker_rss_mb
 from .profiling import Recording
 from .report import DIRECT, Measurement, Report
 from .scenarios import Scenario
@@ -38,6 +40,9 @@ class Options:
     latency_ms: float = 0.0
     workers: int = 1
     log_levels: Sequence[str] = ("warning", "info")
+    stores: Sequence[str] = ()
+    """Store variants of every gateway target (memory, redis, cluster); empty: memory, or one Redis
+    server when several workers must share state."""
     concurrency: Sequence[int] = ()
     """Overrides every scenario's own levels when given."""
     tool: str = "auto"
@@ -60,8 +65,29 @@ class Target:
     """Children that serve no requests and are left out of the RSS figures."""
 
 
-def gateway_target(level: str) -> str:
-    return f"gateway[{level}]"
+def gateway_target(level: str, store: str = "") -> str:
+    return f"gateway[{level},{store}]" if store else f"gateway[{level}]"
+
+
+def _store_urls(options: Options, report: Report, stack: ExitStack) -> dict[str, str]:
+    """The store URL of each variant, its servers started once for the whole run."""
+    if not options.stores:  # several workers must share a store
+        return {"": stack.enter_context(RedisServer()).url if options.workers > 1 else ""}
+    if options.workers > 1 and "memory" in options.stores:
+        raise StartError("several workers share state: measure --store redis or cluster, not memory")
+    urls = {}
+    for store in options.stores:
+        if store == "redis":
+            urls[store] = stack.enter_context(RedisServer()).url
+        elif store == "cluster":
+            urls[store] = stack.enter_context(RedisClusterGroup(masters=3)).url
+        else:
+            urls[store] = ""
+    report.notes.append(
+        "gateway[LEVEL,STORE]: memory is the in-process store, redis one local Redis server, cluster a "
+        "3-master Redis Cluster on loopback (all on this machine's CPUs)"
+    )
+    return urls
 
 
 def run(options: Options, report: Report) -> None:
@@ -84,9 +110,7 @@ def run(options: Options, report: Report) -> None:
         run_dir = Path(tmp)
         upstream, upstream_url = start_upstream(run_dir, options.latency_ms)
         stack.callback(upstream.stop)
-        store_url = ""
-        if options.workers > 1:  # several workers must share a store
-            store_url = stack.enter_context(RedisServer()).url
+        store_urls = _store_urls(options, report, stack)
         litellm = None
         if options.compare_litellm and any(s.compare_litellm for s in options.scenarios):
             litellm = _start_litellm(run_dir, upstream_url, options, report, stack)
@@ -95,13 +119,13 @@ def run(options: Options, report: Report) -> None:
         for scenario in options.scenarios:
             with ExitStack() as scoped:
                 targets = [Target(DIRECT, DIRECT, upstream_url)]
-                for level in options.log_levels:
+                for (store, store_url), level in product(store_urls.items(), options.log_levels):
                     policy = gateway_policy(upstream_url, level, store_url, scenario.policy_overrides())
-                    path = write_yaml(run_dir / f"policy-{scenario.name}-{level}.yaml", policy)
-                    label = f"gateway-{scenario.name}-{level}"
+                    label = "-".join(filter(None, ("gateway", scenario.name, level, store)))
+                    path = write_yaml(run_dir / f"policy-{label}.yaml", policy)
                     proc, url = start_gateway(run_dir, label, path, options.workers)
                     scoped.callback(proc.stop)
-                    targets.append(Target(gateway_target(level), "gateway", url, proc.pid))
+                    targets.append(Target(gateway_target(level, store), "gateway", url, proc.pid))
                 if litellm is not None and scenario.compare_litellm:
                     targets.append(litellm)
                 _measure_scenario(scenario, targets, tool, options, upstream_url, report)

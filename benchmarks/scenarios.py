@@ -166,6 +166,27 @@ _DEFINED = (
         requires=("budgets",),
     ),
 )
+
+
+def _limits(count: int) -> dict[str, Any]:
+    """``count`` rate-limit rules (0, 1 or 5) too large to refuse anything, the brake off: the cost of
+    consuming and settling tickets alone (on Redis with ``--workers`` > 1)."""
+    scopes = ("agent", "key", "team", "model", "provider")
+    rules = [{"scope": scope, "rpm": 10**8, "tpm": 10**12} for scope in scopes[:count]]
+    return {**CACHE_OFF, "limits": {"rules": rules, "brake": {"enabled": False}}}
+
+
+_DEFINED += tuple(
+    Scenario(
+        f"limits-{count}",
+        f"unique bodies from four agents, {count} rate-limit rule(s) (rpm and tpm) that never refuse"
+        + (": the baseline" if not count else ""),
+        _small_tasks(X_Batchable="false"),
+        policy=_limits(count),
+        requires=("limits",),
+    )
+    for count in (0, 1, 5)
+)
 SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in _DEFINED}
 
 

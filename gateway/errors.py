@@ -11,8 +11,6 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
-from gateway.redact import everywhere
-
 
 class GatewayError(Exception):
     """An error with the status, type and code the OpenAI SDK maps to the right exception class."""
@@ -102,9 +100,3 @@ def from_http_exception(exc: web.HTTPException) -> GatewayError:
         return PayloadTooLarge("Request body is larger than this gateway accepts (server.max_body_bytes).")
     error_type = "invalid_request_error" if exc.status < 500 else "server_error"
     return GatewayError(exc.reason or "HTTP error", status=exc.status, type=error_type, code=None)
-
-
-def sse_error_event(error: GatewayError) -> bytes:
-    """An upstream failure in mid-stream, as the SSE event the OpenAI SDK raises on (secrets removed:
-    the message may quote the provider)."""
-    return b"data: " + everywhere().data(orjson.dumps(error.body())) + b"\n\n"

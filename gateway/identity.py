@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway.context import RequestContext
+from gateway.context import Request
 from gateway.errors import Forbidden, InvalidRequest, Unauthorized
 from gateway.policy.core import NAME_PATTERN, NAME_RULE, AuthConfig
+from gateway.protocols import Protocol
 
 if TYPE_CHECKING:
     from gateway.policy import Policy
@@ -98,9 +99,10 @@ def check_admin(headers: Mapping[str, str], admin_key: str) -> None:
 
 
 def build_context(
-    request_id: str, endpoint: str, identity: Identity, headers: Mapping[str, str], body: dict[str, Any]
-) -> RequestContext:
-    """Parse the optional context headers and body hints once; bad values are a 400 naming the header."""
+    request_id: str, protocol: Protocol, identity: Identity, headers: Mapping[str, str], body: dict[str, Any]
+) -> Request:
+    """The request, fixed from here on: the optional context headers and body hints parsed once (bad
+    values are a 400 naming the header), the prompt estimated once."""
     agent = identity.agent or _claimed_agent(identity, headers, body)
     task_type = headers.get("X-Task-Type")
     if task_type is not None:
@@ -118,9 +120,9 @@ def build_context(
                 "X-Priority must be one of P0, P1, P2, P3.", param="X-Priority", code="invalid_header"
             )
         priority = priority.strip().upper()
-    return RequestContext(
+    return Request(
         request_id=request_id,
-        endpoint=endpoint,
+        protocol=protocol,
         agent=agent or ANONYMOUS,
         team=identity.team,
         task_type=task_type,
@@ -131,6 +133,10 @@ def build_context(
         batchable=_bool(headers, "X-Batchable"),
         cache_control=headers.get("Cache-Control"),
         body=body,
+        stream=bool(body.get("stream")),
+        client_wants_usage=protocol.wants_usage(body),
+        requested_model=str(body.get("model") or ""),
+        prompt_estimate=protocol.estimate(body),
     )
 
 

@@ -81,12 +81,26 @@ BATCH_TOKENS_UNBATCHED = Counter(
     "Estimated tokens the same batched tasks would use one by one.",
 )
 STORE_ERRORS = Counter("gateway_store_errors_total", "Shared-store operations that failed.", ["operation"])
+# gateway_store_up and gateway_store_operation_duration_seconds live in gateway/store/metrics.py: the
+# autoscaler sidecar uses the store too and must not export the request metrics above.
 # Token budgets (gateway/budget): values come from the shared ledger, so the most recent write is right
 # whichever worker made it; agent "_sprint" is the sprint's total.
 TOKEN_BUDGET_REMAINING = Gauge(
     "token_budget_remaining",
     "Tokens left in the current sprint period (limit - committed), per agent and for the sprint.",
     ["sprint", "agent"],
+    multiprocess_mode="mostrecent",
+)
+TOKEN_BUDGET_USED = Gauge(
+    "token_budget_used",
+    "Tokens committed in the current sprint period (since its start), per agent and for the sprint.",
+    ["sprint", "agent"],
+    multiprocess_mode="mostrecent",
+)
+TOKEN_BUDGET_THRESHOLD = Gauge(
+    "token_budget_threshold",
+    "The sprint's alert and block lines in tokens (alert_at, block_at times its current limit).",
+    ["sprint", "kind"],
     multiprocess_mode="mostrecent",
 )
 TOKEN_BUDGET_EXCEEDED = Counter(
@@ -96,6 +110,20 @@ TOKEN_BUDGET_ALERTS = Counter(
     "token_budget_alerts_total",
     "Budget thresholds crossed (alert, block, low), once per period.",
     ["sprint", "kind"],
+)
+# Rate limits and the runaway brake (gateway/limits).
+RATE_LIMITED = Counter(
+    "gateway_rate_limited_total",
+    "Requests refused by a rate limit, by scope and resource (scope provider: the provider's own headers).",
+    ["scope", "resource"],
+)
+BRAKE_TRIPS = Counter(
+    "gateway_brake_trips_total",
+    "Agents paused by the runaway brake, by reason (repeat, burn).",
+    ["agent", "reason"],
+)
+BRAKE_REFUSED = Counter(
+    "gateway_brake_refused_total", "Requests refused because their agent is paused by the brake.", ["agent"]
 )
 
 # The request ledger (gateway/ledger): written in the background, never waited for.

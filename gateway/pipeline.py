@@ -1,11 +1,13 @@
 """The one place that orders the stages of a request.
 
-    identify → validate → estimate tokens → budget reserve → route → cache lookup (singleflight)
-      → batcher or upstream (retries, fallbacks) → relay (JSON or SSE) → cache store → budget commit
-      → metrics, request log line and ledger record (``server.observe``)
+    identify (validate, estimate: a frozen Request) → budget reserve (Hold, Standing) → route (Route)
+      → cache lookup, singleflight (CacheOutcome) → batcher (BatchResult) or upstream (retries,
+      fallbacks) → relay, JSON or SSE (Relay) → cache store → budget commit
+      → one Outcome for metrics, the request log line and the ledger record (``server.observe``)
 
-Each stage lives in its own module (identity, validation, tokens, budget, router, cache, batcher,
-upstream, sse); this file only calls them in order and carries the context.
+Each stage lives in its own module and returns its own frozen result (``gateway/context.py``); this
+file calls them in order and hands each result on in the open. What a protocol looks like (bodies,
+usage, streams, errors) is its adapter's business (``gateway/protocols``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import replace
 
 import aiohttp
 import orjson
@@ -20,24 +23,28 @@ from aiohttp import web
 
 from gateway.batcher import Batcher
 from gateway.budget import BudgetManager
-from gateway.cache import CacheEntry, LLMCache, Plan, StreamAssembler, replay
-from gateway.context import RequestContext, Usage
-from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
+from gateway.budget.manager import HEADER as BUDGET_HEADER
+from gateway.budget.manager import Hold
+from gateway.cache import LLMCache, Plan
+from gateway.context import BYPASS, NO_BUDGET, CacheOutcome, Call, Outcome, Relay, Request, Route, Usage
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.identity import Authenticator, build_context
+from gateway.limits import Admission, Limiter
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
+from gateway.protocols import Assembler, Protocol
 from gateway.providers import ProviderRequest, UpstreamReply
 from gateway.redact import Holdback, Redactor, redactor
 from gateway.router import Router
-from gateway.sse import StreamTap, UsageWatcher, event_batches, event_data
-from gateway.tokens import counted_usage, estimate_prompt
-from gateway.upstream import ModelCatalog, Target, Upstream, relayed_error, send_once
-from gateway.validation import CHAT, COMPLETIONS, parse_json, validate
+from gateway.sse import UsageWatcher, event_batches, event_data
+from gateway.upstream import ModelCatalog, Upstream, relayed_error, send_once
+from gateway.validation import parse_json
 
 log = get_logger("gateway.pipeline")
 
-CTX = web.RequestKey("ctx", RequestContext)
+OUTCOME = web.RequestKey("outcome", Outcome)
+"""What happened to the request, for ``server.observe`` (set once the request is identified)."""
 REQUEST_ID = web.RequestKey("request_id", str)
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _NO_CONTROL = dict.fromkeys([*range(0x20), 0x7F])
@@ -60,6 +67,7 @@ class Pipeline:
         router: Router,
         budget: BudgetManager,
         batcher: Batcher,
+        limits: Limiter,
     ) -> None:
         self.policy = policy
         self.batcher = batcher
@@ -69,38 +77,43 @@ class Pipeline:
         self.auth = auth
         self.catalog = catalog
         self.upstream = upstream
+        self.limits = limits
         self.agent_label = budget.agent_label  # one bounded agent label set for every metric
         self.model_label = LabelLimiter(policy.metrics.max_agent_labels)
 
-    async def handle(self, request: web.Request, endpoint: str, path: str) -> web.StreamResponse:
-        ctx, raw = await self._admit(request, endpoint)
-        ctx.prompt_estimate = estimate_prompt(endpoint, ctx.body)
-        hold = await self.budget.reserve(ctx)
+    async def handle(self, request: web.Request, protocol: Protocol) -> web.StreamResponse:
+        asked, raw = await self._admit(request, protocol)
+        admission = hold = route = None
+        cache, relay = BYPASS, Relay()
         try:
-            target = self.router.route(ctx)
-            ctx.model = target.name
-            plan = self.cache.plan(ctx)
-            if plan is None:
-                return await self._forward(request, ctx, raw, path, target)
-            return await self._through_cache(request, ctx, raw, path, target, plan)
+            admission = await self.limits.admit(asked, request.headers)  # rate limits and the brake
+            hold = await self.budget.reserve(asked)
+            route = self.router.route(asked, hold.standing if hold else NO_BUDGET)
+            plan = self.cache.plan(asked, route.model)
+            cache = await self.cache.fetch(plan, route.model) if plan is not None else BYPASS
+            so_far = _outcome(asked, admission, hold, route, cache, relay)
+            if cache.entry is not None:
+                return await self._serve_hit(request, so_far, cache.entry.body)
+            if plan is None or cache.lease is None:
+                return await self._forward(request, so_far, raw, relay)
+            return await self._lead(request, so_far, raw, relay, plan, cache)
         finally:
+            outcome = request[OUTCOME] = _outcome(asked, admission, hold, route, cache, relay)
+            self.limits.settle(admission, outcome)  # real usage back into the buckets, in its own task
             if hold is not None:  # commit the usage (or release) even when the client hung up
-                await asyncio.shield(self.budget.settle(hold, ctx))
+                await asyncio.shield(self.budget.settle(hold, outcome.usage, cache.status == "HIT"))
 
-    async def _through_cache(
-        self, request: web.Request, ctx: RequestContext, raw: bytes, path: str, target: Target, plan: Plan
+    async def _lead(
+        self, request: web.Request, so_far: Outcome, raw: bytes, relay: Relay, plan: Plan, cache: CacheOutcome
     ) -> web.StreamResponse:
-        """Serve a stored answer, wait for an identical request in flight, or lead and store the answer."""
-        outcome = await self.cache.fetch(ctx, plan)
-        if outcome is None:
-            return await self._forward(request, ctx, raw, path, target)
-        if isinstance(outcome, CacheEntry):
-            return await self._serve_hit(request, ctx, outcome)
-        tap = StreamAssembler(ctx.endpoint, self.cache.config.max_entry_bytes) if ctx.stream else None
+        """Produce the answer for an identical request's waiters too, and store it."""
+        asked, lease = so_far.request, cache.lease
+        assert lease is not None
+        tap = asked.protocol.assembler(self.cache.config.max_entry_bytes) if asked.stream else None
         status, answer = 0, None
         try:
-            response = await self._forward(request, ctx, raw, path, target, tap)
-            if ctx.model == target.name:  # an answer from a fallback model is not this key's answer
+            response = await self._forward(request, so_far, raw, relay, tap)
+            if relay.target is not None and relay.target.name == so_far.model:  # not a fallback's answer
                 if tap is not None:
                     assembled = tap.answer()
                     status, answer = (200, orjson.dumps(assembled)) if assembled else (0, None)
@@ -108,49 +121,48 @@ class Pipeline:
                     status, answer = response.status, response.body
             return response
         finally:
-            await asyncio.shield(self.cache.settle(plan, outcome, status, answer))
+            await asyncio.shield(self.cache.settle(plan, lease, status, answer))
 
-    async def _serve_hit(
-        self, request: web.Request, ctx: RequestContext, entry: CacheEntry
-    ) -> web.StreamResponse:
-        if not ctx.stream:
-            return web.Response(
-                body=entry.body, content_type="application/json", headers=response_headers(ctx)
-            )
-        response = web.StreamResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
+    async def _serve_hit(self, request: web.Request, so_far: Outcome, body: bytes) -> web.StreamResponse:
+        asked = so_far.request
+        if not asked.stream:
+            return web.Response(body=body, content_type="application/json", headers=response_headers(so_far))
+        response = web.StreamResponse(headers={**_SSE_HEADERS, **response_headers(so_far)})
         await response.prepare(request)
         piece = self.cache.config.replay_chunk_chars
-        for event in replay(ctx.endpoint, orjson.loads(entry.body), ctx.client_wants_usage, piece):
+        for event in asked.protocol.replay(orjson.loads(body), asked.client_wants_usage, piece):
             await response.write(event)
         request[DELIVERED] = True
         await _finish(response)
         return response
 
     async def _forward(
-        self,
-        request: web.Request,
-        ctx: RequestContext,
-        raw: bytes,
-        path: str,
-        target: Target,
-        tap: StreamTap | None = None,
+        self, request: web.Request, so_far: Outcome, raw: bytes, relay: Relay, tap: Assembler | None = None
     ) -> web.StreamResponse:
         """Send to the provider (with retries and the target's fallbacks) and relay the answer."""
-        raw = self._upstream_body(ctx, raw)
+        asked, route = so_far.request, so_far.route
+        assert route is not None
+        call = _call(asked, raw)
         sent = time.perf_counter()
         try:
-            if self.batcher.eligible(ctx):
-                target, reply = await self.batcher.submit(ctx, target, raw)
+            if self.batcher.eligible(asked):
+                target, reply, relay.batch = await self.batcher.submit(asked, route.target, call)
             else:
-                target, reply = await self.upstream.call(ctx, self.catalog.chain(target), path, ctx.body, raw)
-            self.router.answered(ctx, target)
-            ctx.model, ctx.provider = target.name, target.provider.name
+                target, reply = await self.upstream.call(call, self.catalog.chain(route.target))
+            self.router.answered(asked, route, target)
+            self.limits.observe(target.provider.name, reply.headers)
+            relay.target = target
+            headers = response_headers(replace(so_far, model=target.name, batch=relay.batch))
             clean = redactor(target.provider.secrets)
             if reply.chunks is not None:
-                return await self._relay_stream(request, ctx, reply, tap, clean)
-            return self._respond(ctx, reply, clean)
+                return await self._relay_stream(request, asked, reply, tap, clean, headers, relay)
+            response = self._respond(reply, clean, headers)
+            relay.status = reply.status
+            if reply.status < 400:
+                relay.usage = _usage(asked, response.body)
+            return response
         finally:
-            ctx.upstream_seconds = time.perf_counter() - sent
+            relay.upstream_seconds = time.perf_counter() - sent
 
     async def passthrough(self, request: web.Request, path: str) -> web.StreamResponse:
         """Any other ``/v1/*`` route, relayed as is to the default provider (files, batches, responses...)."""
@@ -166,7 +178,7 @@ class Pipeline:
         reply = await send_once(provider, ProviderRequest(path, raw, True, request.method, headers, query))
         clean = redactor(provider.secrets)
         if reply.chunks is None:
-            return self._respond(None, reply, clean)
+            return self._respond(reply, clean)
         headers = {**_reply_headers(reply, clean), "X-Request-Id": request[REQUEST_ID]}
         response = web.StreamResponse(status=reply.status, headers=headers)
         sse = headers["Content-Type"].startswith("text/event-stream")
@@ -187,57 +199,37 @@ class Pipeline:
         await _finish(response)
         return response
 
-    async def _admit(self, request: web.Request, endpoint: str) -> tuple[RequestContext, bytes]:
+    async def _admit(self, request: web.Request, protocol: Protocol) -> tuple[Request, bytes]:
         identity = self.auth.identify(request.headers)
         raw = await request.read()
         body = parse_json(raw)
-        validate(endpoint, body)
-        ctx = build_context(request[REQUEST_ID], endpoint, identity, request.headers, body)
-        ctx.stream = bool(body.get("stream"))
-        options = body.get("stream_options")
-        ctx.client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        ctx.requested_model = ctx.model = body["model"]
-        request[CTX] = ctx
-        return ctx, raw
+        protocol.validate(body)
+        return build_context(request[REQUEST_ID], protocol, identity, request.headers, body), raw
 
-    def _upstream_body(self, ctx: RequestContext, raw: bytes) -> bytes:
-        """The bytes to send upstream. Streams always ask for usage (tokens must be accounted); the extra
-        chunk is removed again on the way back when the client did not ask for it."""
-        body = ctx.body
-        if ctx.stream and ctx.endpoint in (CHAT, COMPLETIONS):
-            options = body.get("stream_options") or {}
-            if not ctx.client_wants_usage:
-                ctx.body = body = {**body, "stream_options": {**options, "include_usage": True}}
-                return orjson.dumps(body)
-        return raw
-
-    def _respond(self, ctx: RequestContext | None, reply: UpstreamReply, clean: Redactor) -> web.Response:
+    def _respond(
+        self, reply: UpstreamReply, clean: Redactor, own: dict[str, str] | None = None
+    ) -> web.Response:
         headers = _reply_headers(reply, clean)
         if reply.status >= 400:
             data = relayed_error(reply, clean)
             headers["Content-Type"] = "application/json"
         else:
             data = clean.data(reply.body)
-            if ctx is not None:
-                ctx.usage = Usage.of(data) or counted_usage(ctx.prompt_estimate, data)
-        if ctx is not None:
-            ctx.status = reply.status
-            headers.update(response_headers(ctx))
+        headers.update(own or {})
         return web.Response(status=reply.status, body=data, headers=headers)
 
     async def _relay_stream(
         self,
         request: web.Request,
-        ctx: RequestContext,
+        asked: Request,
         reply: UpstreamReply,
-        tap: StreamTap | None,
+        tap: Assembler | None,
         clean: Redactor,
+        headers: dict[str, str],
+        relay: Relay,
     ) -> web.StreamResponse:
-        watcher = UsageWatcher(ctx.client_wants_usage)
-        response = web.StreamResponse(
-            status=200,
-            headers={**_SSE_HEADERS, **response_headers(ctx)},
-        )
+        watcher = UsageWatcher(asked.protocol, asked.client_wants_usage)
+        response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
         assert reply.chunks is not None
         await response.prepare(request)
         try:
@@ -260,25 +252,84 @@ class Pipeline:
                 raise UpstreamError("The provider closed the stream before it was complete.")
         except (TimeoutError, GatewayError, aiohttp.ClientError) as exc:
             error = exc if isinstance(exc, GatewayError) else _stream_failure(exc)
-            ctx.status = error.status
-            log.warning("stream_failed", request_id=ctx.request_id, model=ctx.model, error=error.message)
-            await response.write(sse_error_event(error))
+            relay.status = error.status
+            model = relay.target.name if relay.target is not None else None
+            log.warning("stream_failed", request_id=asked.request_id, model=model, error=error.message)
+            await response.write(asked.protocol.stream_error(error))
         finally:
-            ctx.usage = watcher.usage_or_count(ctx.prompt_estimate)
+            relay.usage = watcher.usage_or_count(asked.prompt_estimate)
             await reply.close()
         await _finish(response)
         return response
 
 
-def response_headers(ctx: RequestContext) -> dict[str, str]:
+def _call(asked: Request, raw: bytes) -> Call:
+    """The upstream call. Streams always ask for usage (tokens must be accounted); what the gateway
+    asked for on the client's behalf is removed again on the way back (the adapter's ``drop``)."""
+    body = asked.protocol.stream_request(asked.body) if asked.stream else None
+    if body is None:
+        return Call(asked.request_id, asked.stream, asked.protocol.upstream_path, asked.body, raw)
+    return Call(asked.request_id, True, asked.protocol.upstream_path, body, orjson.dumps(body))
+
+
+def _usage(asked: Request, answer: bytes) -> Usage | None:
+    """The answer's usage; else its text counted; None for a body that is not an answer."""
+    try:
+        parsed = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return None
+    return asked.protocol.usage(parsed) or asked.protocol.counted(asked.prompt_estimate, parsed)
+
+
+def _outcome(
+    asked: Request,
+    admission: Admission | None,
+    hold: Hold | None,
+    route: Route | None,
+    cache: CacheOutcome,
+    relay: Relay,
+) -> Outcome:
+    """Everything the stages returned, as one record (the model is the one that answered, if any)."""
+    target = relay.target
+    model = target.name if target is not None else route.model if route is not None else asked.requested_model
+    return Outcome(
+        request=asked,
+        model=model,
+        route=route,
+        provider=target.provider.name if target is not None else "",
+        status=relay.status,
+        standing=hold.standing if hold is not None else NO_BUDGET,
+        cache=cache,
+        batch=relay.batch,
+        usage=cache.usage if cache.status == "HIT" else relay.usage,
+        upstream_seconds=relay.upstream_seconds,
+        budget_remaining=hold.remaining if hold is not None else None,
+        limit_headers=tuple(admission.headers.items()) if admission is not None else (),
+    )
+
+
+def extra_headers(outcome: Outcome) -> dict[str, str]:
+    """The headers that describe a stage's result, on answers and errors alike."""
+    headers = dict(outcome.limit_headers)  # x-ratelimit-*: the remaining figures
+    if outcome.budget_remaining is not None:
+        headers[BUDGET_HEADER] = str(outcome.budget_remaining)
+    if outcome.cache.entry is not None:
+        headers["X-Cache-Age"] = str(int(outcome.cache.entry.age))
+    batch = outcome.batch
+    if batch is not None and batch.batch_id is not None and not batch.fallback:
+        headers["X-Gateway-Batch"] = f"{batch.batch_id};size={batch.size}"
+    return headers
+
+
+def response_headers(outcome: Outcome) -> dict[str, str]:
     """The gateway's own answer headers (the contract in the README), with any control character
     dropped: one in an echoed value would break the response head."""
     headers = {
-        "X-Request-Id": ctx.request_id,
-        "X-Gateway-Model": ctx.model,
-        "X-Gateway-Route-Reason": ctx.route_reason,
-        "X-Cache": ctx.cache_status,
-        **ctx.extra_headers,
+        "X-Request-Id": outcome.request.request_id,
+        "X-Gateway-Model": outcome.model,
+        "X-Gateway-Route-Reason": outcome.route_reason,
+        "X-Cache": outcome.cache.status,
+        **extra_headers(outcome),
     }
     return {name: value.translate(_NO_CONTROL) for name, value in headers.items()}
 

@@ -55,7 +55,7 @@ def from_policy_price(price: Price) -> TokenPrice:
 
 
 class PriceBook:
-    """Prices per model name (the configured name, as ``ctx.model`` carries it)."""
+    """Prices per model name (the configured name a request is routed to)."""
 
     def __init__(
         self, prices: Mapping[str, TokenPrice], lookup: Callable[[str], TokenPrice | None] | None = None

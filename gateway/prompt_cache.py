@@ -19,20 +19,14 @@ from typing import Any
 import orjson
 
 from gateway.policy.cache import CacheConfig
+from gateway.protocols.chat import Chat
 from gateway.tokens import estimate_text
-from gateway.validation import CHAT
 
 SUPPORTED = frozenset({"openai"})
 """Provider types that take ``prompt_cache_key`` (Anthropic caches by ``cache_control`` breakpoints)."""
 _LEADING = ("system", "developer")
-RESPONSES = "responses"
-
-
-def provider_cached(usage: object) -> int:
-    """Prompt tokens the provider read from its prompt cache, where the usage carries them
-    (``Usage.cached_input_tokens``: OpenAI's ``prompt_tokens_details.cached_tokens``)."""
-    cached = getattr(usage, "cached_input_tokens", 0)
-    return cached if isinstance(cached, int) and cached > 0 else 0
+CHAT, RESPONSES = Chat.name, "responses"
+"""The protocols (by endpoint label) whose bodies take the key."""
 
 
 def shared_prefix(endpoint: str, body: dict[str, Any]) -> Any:

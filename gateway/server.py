@@ -19,14 +19,13 @@ from gateway.connection import unreadable_body
 from gateway.errors import GatewayError, from_http_exception
 from gateway.ledger import Finished
 from gateway.logs import get_logger
-from gateway.pipeline import CTX, DELIVERED, REQUEST_ID, Pipeline
+from gateway.pipeline import DELIVERED, OUTCOME, REQUEST_ID, Pipeline, extra_headers
 from gateway.policy import Policy
 from gateway.prometheus import render
-from gateway.prompt_cache import provider_cached
+from gateway.protocols import PROTOCOLS, Protocol
 from gateway.services import Services
 from gateway.startup import NO_KEY, missing_keys
 from gateway.store import Store
-from gateway.validation import CHAT, COMPLETIONS, EMBEDDINGS
 
 log = get_logger("gateway.server")
 
@@ -41,9 +40,8 @@ def create_app(policy: Policy, store: Store | None = None) -> web.Application:
     app = web.Application(middlewares=[observe], client_max_size=policy.server.max_body_bytes)
     app[POLICY] = policy
     app.cleanup_ctx.append(_services(store))
-    app.router.add_post("/v1/chat/completions", _endpoint(CHAT, "chat/completions"))
-    app.router.add_post("/v1/completions", _endpoint(COMPLETIONS, "completions"))
-    app.router.add_post("/v1/embeddings", _endpoint(EMBEDDINGS, "embeddings"))
+    for route, protocol in PROTOCOLS.items():
+        app.router.add_post(route, _endpoint(protocol))
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_route("*", "/v1/{tail:.+}", passthrough)
@@ -79,13 +77,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except GatewayError as exc:
-        error, response = exc.code, exc.response()
+        error, response = exc.code, _error_response(request, exc)
     except web.HTTPException as exc:
         failure = from_http_exception(exc)
-        error, response = failure.code, failure.response()
+        error, response = failure.code, _error_response(request, failure)
     except RequestPayloadError as exc:
         failure = unreadable_body(request, exc)
-        error, response = failure.code, failure.response()
+        error, response = failure.code, _error_response(request, failure)
         response.force_close()
     except asyncio.CancelledError:  # the client hung up; after the last event of a stream that is a success
         _record(request, 200 if request.get(DELIVERED) else 499, started)
@@ -93,16 +91,23 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled", request_id=request[REQUEST_ID], path=request.path)
         error = "internal_error"
-        response = GatewayError("The gateway failed to handle this request.", code=error).response()
+        failure = GatewayError("The gateway failed to handle this request.", code=error)
+        response = _error_response(request, failure)
     finally:
         metrics.IN_FLIGHT.dec()
     if not response.prepared:
         response.headers["X-Request-Id"] = request[REQUEST_ID]
-        ctx = request.get(CTX)
-        for name, value in ctx.extra_headers.items() if ctx else ():
+        outcome = request.get(OUTCOME)
+        for name, value in extra_headers(outcome).items() if outcome else ():
             response.headers.setdefault(name, value)  # errors too (e.g. X-Budget-Remaining-Tokens)
     _record(request, response.status, started, error)
     return response
+
+
+def _error_response(request: web.Request, error: GatewayError) -> web.Response:
+    """The error in the shape of the route's protocol (OpenAI's for every other route)."""
+    protocol = PROTOCOLS.get(request.path)
+    return protocol.error_response(error) if protocol is not None else error.response()
 
 
 def _request_id(given: str) -> str:
@@ -115,49 +120,51 @@ def _record(request: web.Request, status: int, started: float, error: str | None
     if request.path in _QUIET:
         return
     elapsed = time.perf_counter() - started
-    ctx = request.get(CTX)
+    outcome = request.get(OUTCOME)
     ledger = request.app.get(LEDGER)
     if ledger is not None and request.path.startswith("/v1/"):
         done = Finished(request[REQUEST_ID], request.path, status, time.time() - elapsed, elapsed, error)
-        ledger.record(done, ctx)
-    endpoint = ctx.endpoint if ctx else ("passthrough" if request.path.startswith("/v1/") else "other")
+        ledger.record(done, outcome)
+    if outcome is None:
+        endpoint = "passthrough" if request.path.startswith("/v1/") else "other"
+    else:
+        endpoint = outcome.request.endpoint
     metrics.REQUESTS.labels(endpoint, str(status)).inc()
     metrics.REQUEST_SECONDS.labels(endpoint).observe(elapsed)
-    if ctx is None:
+    if outcome is None:
         log.info(
             "request", request_id=request[REQUEST_ID], method=request.method, path=request.path, status=status
         )
         return
-    metrics.OVERHEAD_SECONDS.labels(endpoint).observe(max(0.0, elapsed - ctx.upstream_seconds))
-    usage = ctx.usage
+    metrics.OVERHEAD_SECONDS.labels(endpoint).observe(max(0.0, elapsed - outcome.upstream_seconds))
+    usage, asked = outcome.usage, outcome.request
     pipeline = request.app[PIPELINE]
-    if usage is not None and ctx.cache_status != "HIT":
-        metrics.TOKENS_USED.labels(pipeline.agent_label(ctx.agent), pipeline.model_label(ctx.model)).inc(
-            usage.total
-        )
-        if cached := provider_cached(usage):
-            metrics.PROVIDER_CACHED_TOKENS.labels(pipeline.model_label(ctx.model)).inc(cached)
+    if usage is not None and outcome.cache.status != "HIT":
+        agent, model = pipeline.agent_label(asked.agent), pipeline.model_label(outcome.model)
+        metrics.TOKENS_USED.labels(agent, model).inc(usage.total)
+        if usage.cached_input_tokens:
+            metrics.PROVIDER_CACHED_TOKENS.labels(model).inc(usage.cached_input_tokens)
     log.info(
         "request",
-        request_id=ctx.request_id,
-        agent=ctx.agent,
-        team=ctx.team,
+        request_id=asked.request_id,
+        agent=asked.agent,
+        team=asked.team,
         endpoint=endpoint,
-        model=ctx.model,
-        requested_model=ctx.requested_model,
-        status=status if ctx.status == 200 else ctx.status,
+        model=outcome.model,
+        requested_model=asked.requested_model,
+        status=status if outcome.status == 200 else outcome.status,
         latency_ms=round(elapsed * 1000, 2),
-        upstream_ms=round(ctx.upstream_seconds * 1000, 2),
+        upstream_ms=round(outcome.upstream_seconds * 1000, 2),
         prompt_tokens=usage.prompt_tokens if usage else None,
         completion_tokens=usage.completion_tokens if usage else None,
-        cache=ctx.cache_status,
-        stream=ctx.stream,
+        cache=outcome.cache.status,
+        stream=asked.stream,
     )
 
 
-def _endpoint(endpoint: str, path: str) -> Handler:
+def _endpoint(protocol: Protocol) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await request.app[PIPELINE].handle(request, endpoint, path)
+        return await request.app[PIPELINE].handle(request, protocol)
 
     return handler
 
@@ -178,14 +185,8 @@ async def get_model(request: web.Request) -> web.Response:
     pipeline = request.app[PIPELINE]
     pipeline.auth.identify(request.headers)
     name = request.match_info["model"]
-    if pipeline.catalog.get(name) is None and name not in pipeline.router.aliases:
-        raise GatewayError(
-            f"The model '{name}' does not exist on this gateway.",
-            status=404,
-            type="invalid_request_error",
-            code="model_not_found",
-            param="model",
-        )
+    if name not in pipeline.router.aliases:
+        pipeline.catalog.resolve(name)  # a 404 model_not_found unless declared or served by the ``*`` entry
     return web.json_response(_model_object(name, pipeline), dumps=_dumps)
 
 
@@ -200,12 +201,21 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    store_ok = await request.app[STORE].ping()
+    """Ready when requests can be served: the store serves every key and has its scripts (a cluster
+    with all slots, a master Sentinel knows), and a provider is configured; otherwise says what is wrong."""
+    store_problems = await request.app[STORE].check()
     providers_ok = bool(request.app[POLICY].providers)
     missing = missing_keys(request.app[POLICY])  # reported; not ready only where a key is required
-    ready = store_ok and providers_ok and not any(missing.values())
-    body = {"status": "ready" if ready else "not ready", "store": store_ok, "providers": providers_ok}
-    body["provider_keys"] = {name: NO_KEY for name in missing}
+    problems = store_problems + ([] if providers_ok else ["no provider is configured"])
+    problems += [f"provider '{name}' needs an API key" for name, required in missing.items() if required]
+    ready = not problems
+    body = {
+        "status": "ready" if ready else "not ready",
+        "store": not store_problems,
+        "providers": providers_ok,
+        "provider_keys": {name: NO_KEY for name in missing},
+        "problems": problems,
+    }
     return web.json_response(body, status=200 if ready else 503)
 
 

@@ -19,6 +19,7 @@ from gateway.cache import LLMCache
 from gateway.heartbeat import heartbeat_for
 from gateway.identity import Authenticator
 from gateway.ledger import RequestLedger
+from gateway.limits import Limiter
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.pipeline import Pipeline
@@ -27,6 +28,7 @@ from gateway.pricing import PriceBook
 from gateway.providers import Provider, build_provider
 from gateway.router import Router, RoutingLog
 from gateway.store import Store, open_store
+from gateway.tickets import tickets_for
 from gateway.upstream import ModelCatalog, Upstream
 
 log = get_logger("gateway.services")
@@ -96,7 +98,9 @@ class Services:
         upstream = Upstream()
         batcher = Batcher(policy.batching, upstream, catalog, cache.scope_of)
         stack.push_async_callback(batcher.close)
-        pipeline = Pipeline(policy, auth, catalog, upstream, cache, router, budget, batcher)
+        limits = Limiter(policy, tickets_for(store, policy.store.prefix), budget.alerts.publish, agent_label)
+        stack.push_async_callback(limits.close)
+        pipeline = Pipeline(policy, auth, catalog, upstream, cache, router, budget, batcher, limits)
         ledger = None
         if policy.ledger.enabled:
             ledger = RequestLedger.for_policy(policy, store, prices)

@@ -7,20 +7,11 @@ and drop the usage chunk it asked for on the client's behalf; nothing is buffere
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
 
 import orjson
 
-from gateway.context import Usage
-from gateway.tokens import SCAN_LIMIT, answer_text, estimate_text
-
-DONE = b"[DONE]"
-
-
-class StreamTap(Protocol):
-    """Something that watches a relayed stream (e.g. the cache assembling an entry)."""
-
-    def on_data(self, data: bytes) -> None: ...
+from gateway.protocols import Protocol, Usage
+from gateway.tokens import SCAN_LIMIT, estimate_text
 
 
 async def event_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
@@ -49,10 +40,12 @@ def event_data(event: bytes) -> bytes | None:
 
 
 class UsageWatcher:
-    """Reads ``usage`` from the stream and says which events to drop (the usage chunk the client
-    did not ask for: the gateway always asks the provider for it, to account tokens)."""
+    """Reads usage from a relayed stream, says which events to drop (those the gateway asked for on
+    the client's behalf, e.g. OpenAI's usage chunk) and when the stream is finished; what usage and the
+    last event look like is the protocol's to say."""
 
-    def __init__(self, client_wants_usage: bool) -> None:
+    def __init__(self, protocol: Protocol, client_wants_usage: bool) -> None:
+        self.protocol = protocol
         self.client_wants_usage = client_wants_usage
         self.usage: Usage | None = None
         self.finished = False
@@ -64,21 +57,21 @@ class UsageWatcher:
         self._streamed = False
 
     def keep(self, data: bytes) -> bool:
-        if data == DONE:
+        if self.protocol.stream_end(data):
             self.finished = True
-            return True
         try:
-            chunk = orjson.loads(data)
+            event = orjson.loads(data)
         except orjson.JSONDecodeError:
             return True
-        usage = chunk.get("usage") if isinstance(chunk, dict) else None
-        if isinstance(usage, dict):
-            self.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        if not isinstance(event, dict):
+            return True
+        usage = self.protocol.usage(event)
+        if usage is not None:
+            self.usage = usage
             self._start.clear()
-            if not chunk.get("choices") and not self.client_wants_usage:
-                return False
-        elif self.usage is None:
-            self._note(answer_text(chunk))
+            return not self.protocol.drop(event, self.client_wants_usage)
+        if self.usage is None:
+            self._note(self.protocol.answer_text(event))
         return True
 
     def _note(self, text: str) -> None:

@@ -1,5 +1,7 @@
 """Offline token estimates, computed once per request and shared by the router and the budget.
 
+Each protocol adapter (``gateway/protocols``) says what of its prompt the estimator reads.
+
 No tokenizer file can be fetched at run time, so this is a calibrated heuristic: about 4 characters per
 token for prose, fewer for code and non-Latin text, plus OpenAI's per-message framing. It only reads the
 first ``SCAN_LIMIT`` characters of a huge prompt and extrapolates, so its cost is bounded.
@@ -8,10 +10,6 @@ first ``SCAN_LIMIT`` characters of a huge prompt and extrapolates, so its cost i
 from __future__ import annotations
 
 from typing import Any
-
-import orjson
-
-from gateway.context import Usage
 
 SCAN_LIMIT = 64_000
 PER_MESSAGE = 4
@@ -40,7 +38,7 @@ def estimate_text(text: str, length: int | None = None) -> int:
     return max(1, round(tokens * (length or len(text)) / len(sample)))
 
 
-def _content_text(content: Any) -> tuple[str, int]:
+def content_text(content: Any) -> tuple[str, int]:
     """The text of a message content (string or parts) and the number of images in it."""
     if isinstance(content, str):
         return content, 0
@@ -57,23 +55,8 @@ def _content_text(content: Any) -> tuple[str, int]:
     return "", 0
 
 
-def estimate_prompt(endpoint: str, body: dict[str, Any]) -> int:
-    """Prompt tokens of a chat, completion or embeddings request (tools and schemas included)."""
-    if endpoint == "chat.completions":
-        total = 3
-        for message in body.get("messages") or ():
-            if not isinstance(message, dict):
-                continue
-            text, images = _content_text(message.get("content"))
-            total += PER_MESSAGE + estimate_text(text) + images * PER_IMAGE
-            if message.get("tool_calls"):
-                total += estimate_text(str(message["tool_calls"]))
-        for extra in ("tools", "functions", "response_format"):
-            if body.get(extra):
-                total += estimate_text(str(body[extra]))
-        return total
-    key = "prompt" if endpoint == "completions" else "input"
-    value = body.get(key)
+def estimate_inputs(value: Any) -> int:
+    """Tokens of a ``prompt`` or ``input``: a string, or an array of strings or token arrays."""
     if isinstance(value, str):
         return estimate_text(value)
     if isinstance(value, list):
@@ -90,36 +73,3 @@ def max_output(body: dict[str, Any], default: int) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value * max(1, int(body.get("n") or 1))
     return default
-
-
-def answer_text(answer: Any) -> str:
-    """The generated text of an answer or stream chunk (content, text, tool-call names and arguments),
-    counted when a provider reports no ``usage``."""
-    texts: list[str] = []
-    choices = answer.get("choices") if isinstance(answer, dict) else None
-    for choice in choices if isinstance(choices, list) else ():
-        if not isinstance(choice, dict):
-            continue
-        if isinstance(choice.get("text"), str):
-            texts.append(choice["text"])
-        for message in (choice.get("message"), choice.get("delta")):
-            if not isinstance(message, dict):
-                continue
-            texts.append(_content_text(message.get("content"))[0])
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, dict) else None
-                if isinstance(function, dict):
-                    parts = (function.get("name"), function.get("arguments"))
-                    texts.extend(part for part in parts if isinstance(part, str))
-    return "".join(texts)
-
-
-def counted_usage(prompt_tokens: int, answer: bytes) -> Usage | None:
-    """Usage of a JSON answer without ``usage``: the prompt estimate plus the answer's text, counted."""
-    try:
-        parsed = orjson.loads(answer)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(parsed, dict) or not ("choices" in parsed or "data" in parsed):
-        return None
-    return Usage(prompt_tokens, estimate_text(answer_text(parsed)))

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import aiohttp
 import orjson
 
 from gateway import metrics
-from gateway.context import RequestContext
+from gateway.context import Call
 from gateway.errors import GatewayError, NotFound, RateLimited, UpstreamError, UpstreamTimeout
 from gateway.logs import get_logger
 from gateway.policy import WILDCARD, Policy
@@ -75,25 +76,21 @@ class ModelCatalog:
 class Upstream:
     """Sends a request to the first target that answers, within each provider's retry policy."""
 
-    async def call(
-        self, ctx: RequestContext, targets: list[Target], path: str, body: dict[str, object], raw: bytes
-    ) -> tuple[Target, UpstreamReply]:
+    async def call(self, call: Call, targets: list[Target]) -> tuple[Target, UpstreamReply]:
         failure: GatewayError | UpstreamReply | None = None
         for i, target in enumerate(targets):
             if i:
                 metrics.FALLBACKS.labels(targets[i - 1].name, target.name).inc()
                 log.info(
                     "fallback",
-                    request_id=ctx.request_id,
+                    request_id=call.request_id,
                     from_model=targets[i - 1].name,
                     to_model=target.name,
                 )
-            payload = (
-                raw
-                if body.get("model") == target.upstream_model
-                else _with_model(body, target.upstream_model)
-            )
-            outcome = await self._attempts(target.provider, path, payload, ctx.stream)
+            body = call.body
+            same = body.get("model") == target.upstream_model
+            payload = call.raw if same else _with_model(body, target.upstream_model)
+            outcome = await self._attempts(target.provider, call.path, payload, call.stream)
             if (isinstance(outcome, UpstreamReply) and outcome.status < 400) or _final(outcome):
                 return target, outcome  # type: ignore[return-value]
             failure = outcome
@@ -174,7 +171,7 @@ def _retry_after(reply: UpstreamReply) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _with_model(body: dict[str, object], model: str) -> bytes:
+def _with_model(body: dict[str, Any], model: str) -> bytes:
     return orjson.dumps({**body, "model": model})
 
 

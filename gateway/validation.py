@@ -1,7 +1,8 @@
 """Check a request body before any stage uses it, so bad input gets a 400 that names the field.
 
-Only what the gateway relies on is checked (model, messages/prompt/input, stream, n, max tokens);
-every other field is relayed untouched so new OpenAI parameters keep working.
+This module parses the body and holds the checks every protocol shares; each protocol adapter
+(``gateway/protocols``) checks only what the gateway relies on for it (model, messages/prompt/input,
+stream, n, max tokens): every other field is relayed untouched so new provider parameters keep working.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import orjson
 
 from gateway.errors import InvalidRequest
 
-CHAT = "chat.completions"
-COMPLETIONS = "completions"
-EMBEDDINGS = "embeddings"
 MAX_DEPTH = 128
 """Deepest nesting of arrays and objects a body may have: far beyond any real request (a tool's JSON
 schema is a few dozen levels), well inside what the stages after parsing can serialise or walk."""
@@ -48,54 +46,29 @@ def _fits(node: dict[str, Any] | list[Any], room: int) -> bool:
     return True
 
 
-def validate(endpoint: str, body: dict[str, Any]) -> None:
+def check_model(body: dict[str, Any]) -> None:
+    """Every protocol names its model: a non-empty string without control characters."""
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise _field(
+        raise field_error(
             "model", "you must provide a model name (a non-empty string)", missing="model" not in body
         )
     if _CONTROL.search(model):
-        raise _field("model", "a model name cannot contain control characters")
-    _optional(body, "stream", bool, "a boolean")
-    if endpoint == CHAT:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise _field(
-                "messages", "must be a non-empty array of message objects", missing="messages" not in body
-            )
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise _field(f"messages[{i}]", "must be an object with a string 'role'")
-        _positive_int(body, "max_tokens")
-        _positive_int(body, "max_completion_tokens")
-        _positive_int(body, "n")
-        _optional(body, "stream_options", dict, "an object")
-    elif endpoint == COMPLETIONS:
-        prompt = body.get("prompt")
-        if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not prompt):
-            raise _field("prompt", "must be a string or a non-empty array", missing="prompt" not in body)
-        _positive_int(body, "max_tokens")
-        _positive_int(body, "n")
-    elif endpoint == EMBEDDINGS:
-        data = body.get("input")
-        if not isinstance(data, (str, list)) or not data:
-            raise _field("input", "must be a non-empty string or array", missing="input" not in body)
-        if body.get("stream"):
-            raise _field("stream", "embeddings are not streamed; omit it or set it to false")
+        raise field_error("model", "a model name cannot contain control characters")
 
 
-def _optional(body: dict[str, Any], name: str, kind: type, described: str) -> None:
+def optional(body: dict[str, Any], name: str, kind: type, described: str) -> None:
     if name in body and body[name] is not None and not isinstance(body[name], kind):
-        raise _field(name, f"must be {described}")
+        raise field_error(name, f"must be {described}")
 
 
-def _positive_int(body: dict[str, Any], name: str) -> None:
+def positive_int(body: dict[str, Any], name: str) -> None:
     value = body.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise _field(name, "must be a positive integer")
+        raise field_error(name, "must be a positive integer")
 
 
-def _field(name: str, problem: str, missing: bool = False) -> InvalidRequest:
+def field_error(name: str, problem: str, missing: bool = False) -> InvalidRequest:
     if missing:
         return InvalidRequest(
             f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"

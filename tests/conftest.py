@@ -53,7 +53,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 
 
 # Fixtures of the autoscaler tests (fake Kubernetes and Docker APIs, a Redis client).
-pytest_plugins = ["tests.autoscaler_fakes"]
+pytest_plugins = ["tests.autoscaler_fakes", "tests.topology_fixtures"]
 
 PROVIDER_KEY = "sk-provider-SECRET-0123456789abcdef"
 GATEWAY_KEY = "gw-agent-key-1"
@@ -78,6 +78,8 @@ def base_policy(upstream_url: str, **sections: Any) -> dict[str, Any]:
         "cache": {"enabled": False},
         # Off unless a test is about the ledger: it would write a ledger file in the state directory.
         "ledger": {"enabled": False},
+        # Off unless a test is about the brake: many tests send one request again and again.
+        "limits": {"brake": {"enabled": False}},
         "auth": {"keys": [{"key": GATEWAY_KEY, "agent": "agent-1", "team": "backend"}]},
         "providers": {
             "openai": {

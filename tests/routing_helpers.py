@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.context import RequestContext
+from gateway.context import Request, Standing
 from gateway.policy import Policy
+from gateway.protocols import CHAT
 
 
-def context(**fields: Any) -> RequestContext:
-    base: dict[str, Any] = {"request_id": "req-1", "endpoint": "chat.completions", "agent": "a", "team": "t"}
-    ctx = RequestContext(**base)
-    ctx.requested_model = "auto"
-    for name, value in fields.items():
-        setattr(ctx, name, value)
-    return ctx
+def context(
+    downgrade: bool = False, budget_left: float | None = None, **fields: Any
+) -> tuple[Request, Standing]:
+    """A request (for ``auto`` unless told) and where its budget stands, as the router gets them."""
+    base: dict[str, Any] = {"request_id": "req-1", "protocol": CHAT, "agent": "a", "team": "t"}
+    request = Request(**{**base, "requested_model": "auto", **fields})
+    return request, Standing(downgrade, budget_left)
 
 
 def custom_policy(routing: dict[str, Any], **models: dict[str, Any]) -> Policy:

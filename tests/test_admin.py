@@ -45,8 +45,10 @@ async def error_of(response: Any, status: int) -> dict[str, Any]:
 def test_the_sub_app_serves_the_admin_routes() -> None:
     assert ADMIN_ROUTES == [
         ("DELETE", "/cache"),
+        ("GET", "/agents/paused"),
         ("GET", "/budgets"),
         ("GET", "/routing-log"),
+        ("POST", "/agents/{agent}/resume"),
         ("POST", "/budgets/{sprint}/adjust"),
         ("POST", "/budgets/{sprint}/reset"),
     ]
@@ -54,7 +56,7 @@ def test_the_sub_app_serves_the_admin_routes() -> None:
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
 async def test_every_admin_route_needs_the_admin_key(admin_client: Client, method: str, path: str) -> None:
-    url = "/admin" + path.replace("{sprint}", "s1")
+    url = "/admin" + path.replace("{sprint}", "s1").replace("{agent}", "agent-1")
     missing = await error_of(await admin_client.request(method, url), 401)
     wrong = await error_of(
         await admin_client.request(method, url, headers={"Authorization": "Bearer x"}), 401

@@ -10,8 +10,9 @@ from typing import Any
 import orjson
 
 from gateway.batcher import Batcher
-from gateway.context import RequestContext
+from gateway.context import Call, Request
 from gateway.policy.batching import BatchingConfig
+from gateway.protocols import CHAT
 from gateway.providers import UpstreamReply
 
 SYSTEM = {"role": "system", "content": "shared context " * 50}
@@ -32,10 +33,10 @@ class ScriptedUpstream:
     def __init__(self, first: str, rest: str, usage: dict[str, int]) -> None:
         self.first, self.rest, self.usage = first, rest, usage
         self.go_on = asyncio.Event()
-        self.bodies: list[dict[str, Any]] = []
+        self.calls: list[Call] = []
 
-    async def call(self, ctx: Any, chain: Any, path: str, body: dict[str, Any], raw: bytes) -> Any:
-        self.bodies.append(body)
+    async def call(self, call: Call, chain: Any) -> Any:
+        self.calls.append(call)
 
         async def chunks() -> AsyncIterator[bytes]:
             yield chunk(self.first)
@@ -52,15 +53,15 @@ class Catalog:
         return [target]
 
 
-def member(task: str, max_tokens: int) -> RequestContext:
-    ctx = RequestContext(request_id=task, endpoint="chat.completions", agent="a", team="t", task_type="test")
-    ctx.body = {
-        "model": "m",
-        "max_tokens": max_tokens,
-        "messages": [SYSTEM, {"role": "user", "content": task}],
-    }
-    ctx.prompt_estimate = 120
-    return ctx
+def member(task: str, max_tokens: int) -> Request:
+    body = {"model": "m", "max_tokens": max_tokens, "messages": [SYSTEM, {"role": "user", "content": task}]}
+    return Request(task, CHAT, "a", "t", task_type="test", body=body, prompt_estimate=120)
+
+
+def submit(batcher: Batcher, request: Request) -> Any:
+    """The batcher's answer to one member: (target, reply, batch result)."""
+    call = Call(request.request_id, False, CHAT.upstream_path, request.body, orjson.dumps(request.body))
+    return batcher.submit(request, FakeTarget(), call)  # type: ignore[arg-type]
 
 
 class FakeTarget:
@@ -76,11 +77,13 @@ def test_first_answer_leaves_before_the_reply_ends_and_shares_sum_to_the_usage()
         upstream = ScriptedUpstream(reply[:cut], reply[cut:], usage)
         config = BatchingConfig(window_ms=50, max_added_ms=60000)
         batcher = Batcher(config, upstream, Catalog(), lambda ctx: "scope")  # type: ignore[arg-type]
-        long_one = asyncio.ensure_future(batcher.submit(member("long task", 30), FakeTarget(), b""))  # type: ignore[arg-type]
-        short_one = asyncio.ensure_future(batcher.submit(member("short task", 5), FakeTarget(), b""))  # type: ignore[arg-type]
+        long_one = asyncio.ensure_future(submit(batcher, member("long task", 30)))
+        short_one = asyncio.ensure_future(submit(batcher, member("short task", 5)))
         await asyncio.wait([short_one, long_one], return_when=asyncio.FIRST_COMPLETED)
         assert short_one.done()
-        sent = upstream.bodies[0]
+        call = upstream.calls[0]
+        assert call.stream is True, "the provider is asked for a stream, not just the body"
+        sent = call.body
         assert sent["stream"] is True and "### Task t1\nshort task" in sent["messages"][-1]["content"], (
             "streamed, shortest expected answer first"
         )
@@ -88,6 +91,7 @@ def test_first_answer_leaves_before_the_reply_ends_and_shares_sum_to_the_usage()
         upstream.go_on.set()
         await long_one
         answers = [orjson.loads(f.result()[1].body) for f in (short_one, long_one)]
+        assert {f.result()[2].batch_id for f in (short_one, long_one)} == {call.request_id[len("batch-") :]}
         assert [a["choices"][0]["message"]["content"] for a in answers] == [
             "short",
             "a much longer answer than the first one",
@@ -108,7 +112,7 @@ def test_a_batch_that_breaks_still_answers_every_caller() -> None:
         batcher = Batcher(
             BatchingConfig(window_ms=20, max_added_ms=60000), Broken(), Catalog(), lambda c: "s"
         )  # type: ignore[arg-type]
-        calls = [batcher.submit(member(f"t{i}", 5), FakeTarget(), b"{}") for i in range(2)]  # type: ignore[arg-type]
+        calls = [submit(batcher, member(f"t{i}", 5)) for i in range(2)]
         return list(await asyncio.gather(*calls, return_exceptions=True))
 
     results = asyncio.run(scenario())
@@ -121,9 +125,9 @@ class BotchedThenAlone:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def call(self, ctx: Any, chain: Any, path: str, body: dict[str, Any], raw: bytes) -> Any:
+    async def call(self, call: Call, chain: Any) -> Any:
         self.calls += 1
-        if body.get("stream"):
+        if call.stream:
 
             async def chunks() -> AsyncIterator[bytes]:
                 yield chunk("I cannot answer in JSON, sorry.")
@@ -145,12 +149,11 @@ def test_a_botched_batch_is_charged_to_the_tasks_sent_again() -> None:
         upstream = BotchedThenAlone()
         config = BatchingConfig(window_ms=50, max_added_ms=60000)
         batcher = Batcher(config, upstream, Catalog(), lambda ctx: "scope")  # type: ignore[arg-type]
-        results = await asyncio.gather(
-            *(batcher.submit(member(f"task {i}", 5), FakeTarget(), b"{}") for i in range(2))  # type: ignore[arg-type]
-        )
+        results = await asyncio.gather(*(submit(batcher, member(f"task {i}", 5)) for i in range(2)))
         await batcher.close()
         assert upstream.calls == 3
-        return [orjson.loads(reply.body) for _, reply in results]
+        assert all(result.fallback and result.batch_id for _, _, result in results), "counted with the batch"
+        return [orjson.loads(reply.body) for _, reply, _ in results]
 
     answers = asyncio.run(scenario())
     assert [a["choices"][0]["message"]["content"] for a in answers] == ["alone", "alone"]

@@ -19,16 +19,17 @@ from gateway.budget.ledger import Balance, Ledger
 from gateway.budget.memory import MemoryLedger
 from gateway.budget.report import describe
 from gateway.budget.sprints import period_of, select
-from gateway.context import RequestContext, Usage
+from gateway.context import Request, Standing, Usage
 from gateway.errors import GatewayError
 from gateway.metrics import LabelLimiter
 from gateway.policy import ConfigError, load_policy
 from gateway.policy.budget import BudgetConfig, SprintConfig, WebhookConfig
+from gateway.protocols import CHAT
 from gateway.router import Decision, RuleSet
 from gateway.sse import UsageWatcher
 from gateway.store import StoreError
 from gateway.testing.background import BackgroundServer
-from gateway.tokens import counted_usage, estimate_text
+from gateway.tokens import estimate_text
 from tests.routing_helpers import CUSTOM, context, custom_policy
 
 START = datetime(2030, 1, 6, tzinfo=UTC)
@@ -154,18 +155,15 @@ def manager(*sprints: SprintConfig, clock: Clock | None = None, ledger: Ledger |
     return BudgetManager(budgets, ledger, AlertSink(WebhookConfig()), LabelLimiter(10), clock)
 
 
-def request(agent: str = "a", prompt: int = 50, priority: str | None = None, **body: Any) -> RequestContext:
-    ctx = RequestContext("r", "chat.completions", agent, "team", priority=priority, body=body)
-    ctx.prompt_estimate = prompt
+def request(agent: str = "a", prompt: int = 50, priority: str | None = None, **body: Any) -> Request:
+    ctx = Request("r", CHAT, agent, "team", priority=priority, body=body, prompt_estimate=prompt)
     return ctx
 
 
-async def spend(budget: BudgetManager, ctx: RequestContext, tokens: int | None, hit: bool = False) -> None:
+async def spend(budget: BudgetManager, ctx: Request, tokens: int | None, hit: bool = False) -> None:
     hold = await budget.reserve(ctx)
     assert hold is not None
-    ctx.usage = None if tokens is None else Usage(tokens, 0)
-    ctx.cache_status = "HIT" if hit else "MISS"
-    await budget.settle(hold, ctx)
+    await budget.settle(hold, None if tokens is None else Usage(tokens, 0), hit)
 
 
 async def accounts(budget: BudgetManager, sprint_config: SprintConfig) -> dict[str, Any]:
@@ -175,9 +173,7 @@ async def accounts(budget: BudgetManager, sprint_config: SprintConfig) -> dict[s
 
 
 async def test_no_sprint_costs_nothing() -> None:
-    ctx = request()
-    assert await manager().reserve(ctx) is None
-    assert ctx.extra_headers == {} and ctx.budget_left is None and not ctx.downgrade
+    assert await manager().reserve(request()) is None
 
 
 async def test_reserve_sets_header_budget_left_and_downgrade() -> None:
@@ -186,22 +182,18 @@ async def test_reserve_sets_header_budget_left_and_downgrade() -> None:
     ctx = request(max_tokens=100)
     hold = await budget.reserve(ctx)
     assert hold is not None and hold.tokens == 150, "prompt estimate + max tokens"
-    assert ctx.extra_headers["X-Budget-Remaining-Tokens"] == "350" and ctx.budget_left == 1.0
-    assert not ctx.downgrade
-    ctx.usage = Usage(300, 100)
-    await budget.settle(hold, ctx)
+    assert hold.remaining == 350 and hold.standing == Standing(downgrade=False, budget_left=1.0)
+    await budget.settle(hold, Usage(300, 100), hit=False)
     gauge = "token_budget_remaining"
     assert REGISTRY.get_sample_value(gauge, {"sprint": "hdr", "agent": "a"}) == 100
     assert REGISTRY.get_sample_value(gauge, {"sprint": "hdr", "agent": "_sprint"}) == 600
-    ctx = request()
-    await budget.reserve(ctx)
-    assert ctx.downgrade and ctx.budget_left == pytest.approx(0.2)
-    assert ctx.extra_headers["X-Budget-Remaining-Tokens"] == "0"
+    low = await budget.reserve(request())
+    assert low is not None and low.standing.downgrade and low.standing.budget_left == pytest.approx(0.2)
+    assert low.remaining == 0
     no_downgrade = manager(sprint(id="hdr2", actions={"downgrade": False}))
     await spend(no_downgrade, request(), 400)
-    ctx = request(prompt=10)
-    await no_downgrade.reserve(ctx)
-    assert not ctx.downgrade
+    kept = await no_downgrade.reserve(request(prompt=10))
+    assert kept is not None and not kept.standing.downgrade
 
 
 async def test_exhausted_budget_is_a_429_the_sdk_does_not_retry() -> None:
@@ -324,10 +316,9 @@ async def test_commit_survives_the_caller_being_cancelled() -> None:
     ctx = request()
     hold = await budget.reserve(ctx)
     assert hold is not None
-    ctx.usage = Usage(42, 0)
 
     async def caller() -> None:
-        await asyncio.shield(budget.settle(hold, ctx))
+        await asyncio.shield(budget.settle(hold, Usage(42, 0), hit=False))
 
     task = asyncio.ensure_future(caller())
     await asyncio.sleep(0)
@@ -339,7 +330,7 @@ async def test_commit_survives_the_caller_being_cancelled() -> None:
 def test_router_takes_a_cheaper_tier_when_the_budget_asks() -> None:
     policy = custom_policy(CUSTOM)
     rules = RuleSet(policy.routing, policy.models)
-    big = rules.decide(context(lines_estimate=600), 1024, concrete=False)
+    big = rules.decide(*context(lines_estimate=600), 1024, concrete=False)
     assert big.model == "big"
     cheaper = rules.downgrade(big, 1000)
     assert cheaper.model == "mid" and cheaper.reason == "rule:big-change;budget-downgrade"
@@ -377,21 +368,21 @@ async def test_webhook_retries_in_the_background() -> None:
 
 def test_counted_usage_of_a_json_answer_without_usage() -> None:
     answer = {"choices": [{"message": {"content": "hello there, general"}}]}
-    usage = counted_usage(12, orjson.dumps(answer))
+    usage = CHAT.counted(12, answer)
     assert usage == Usage(12, estimate_text("hello there, general"))
-    assert counted_usage(12, b"not json") is None
+    assert CHAT.counted(12, {"error": {"message": "boom"}}) is None
 
 
 def test_stream_without_usage_is_counted_and_with_usage_is_not() -> None:
     chunks = [{"choices": [{"delta": {"content": piece}}]} for piece in ("hello ", "there, ", "general")]
-    watcher = UsageWatcher(client_wants_usage=False)
+    watcher = UsageWatcher(CHAT, client_wants_usage=False)
     for chunk in chunks:
         assert watcher.keep(orjson.dumps(chunk))
     assert watcher.usage_or_count(7) == Usage(7, estimate_text("hello there, general"))
-    reported = UsageWatcher(client_wants_usage=False)
+    reported = UsageWatcher(CHAT, client_wants_usage=False)
     reported.keep(orjson.dumps(chunks[0]))
     assert not reported.keep(
         orjson.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}})
     )
     assert reported.usage_or_count(7) == Usage(3, 4)
-    assert UsageWatcher(client_wants_usage=False).usage_or_count(7) is None
+    assert UsageWatcher(CHAT, client_wants_usage=False).usage_or_count(7) is None

@@ -19,11 +19,10 @@ import httpx
 import openai
 import pytest
 
-from gateway.budget.redis_ledger import RedisLedger
 from gateway.policy.core import StoreConfig
-from gateway.store import connect_redis
+from gateway.protocols import CHAT
+from gateway.store import open_redis
 from gateway.testing.upstream import FakeUpstream
-from gateway.tokens import estimate_prompt
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, base_policy
 
 MESSAGES = [{"role": "user", "content": "budget budget budget budget"}]
@@ -57,7 +56,7 @@ def budgets_report(url: str) -> dict[str, Any]:
 
 
 def test_the_request_is_costed_exactly(fake_upstream: FakeUpstream) -> None:
-    assert estimate_prompt("chat.completions", chat()) + MAX_TOKENS == COST
+    assert CHAT.estimate(chat()) + MAX_TOKENS == COST
     assert fake_upstream.answer("/chat/completions", chat())["usage"]["total_tokens"] == COST
 
 
@@ -153,11 +152,11 @@ def test_a_killed_gateway_leaks_no_reservation(
 
 def _accounts(redis_url: str) -> Any:
     async def read() -> Any:
-        client = connect_redis(StoreConfig(url=redis_url))
+        store = open_redis(StoreConfig(url=redis_url))
         try:
-            return await RedisLedger(client, StoreConfig().prefix).snapshot("{sprint:s1}:0")
+            return await store.budget_ledger(StoreConfig().prefix).snapshot("{sprint:s1}:0")
         finally:
-            await client.aclose()
+            await store.close()
 
     return asyncio.run(read())
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import orjson
 
-from gateway.cache.entry import CacheEntry, StreamAssembler, complete, replay
+from gateway.cache.entry import CacheEntry
+from gateway.protocols import BY_NAME, CHAT, EMBEDDINGS
 from gateway.sse import event_data
 
 ANSWER: dict[str, Any] = {
@@ -38,7 +39,7 @@ ANSWER: dict[str, Any] = {
 
 
 def assemble(events: list[bytes], endpoint: str = "chat.completions") -> dict[str, Any] | None:
-    tap = StreamAssembler(endpoint, max_bytes=1024 * 1024)
+    tap = BY_NAME[endpoint].assembler(max_bytes=1024 * 1024)
     for event in events:
         data = event_data(event.rstrip(b"\n"))
         assert data is not None
@@ -47,13 +48,13 @@ def assemble(events: list[bytes], endpoint: str = "chat.completions") -> dict[st
 
 
 def test_replay_then_assemble_round_trips() -> None:
-    events = replay("chat.completions", ANSWER, include_usage=True, piece=5)
+    events = CHAT.replay(ANSWER, include_usage=True, piece=5)
     assert len(events) > 12 and events[-1] == b"data: [DONE]\n\n"
     assert assemble(events) == ANSWER
 
 
 def test_usage_chunk_only_when_asked() -> None:
-    without = replay("chat.completions", ANSWER, include_usage=False, piece=5)
+    without = CHAT.replay(ANSWER, include_usage=False, piece=5)
     assert not any(b'"usage":{' in e for e in without)
     rebuilt = assemble(without)
     assert rebuilt is not None and "usage" not in rebuilt
@@ -68,21 +69,21 @@ def test_completions_round_trip() -> None:
         "choices": [{"index": 0, "text": "some text here", "logprobs": None, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
     }
-    assert assemble(replay("completions", answer, True, 4), "completions") == answer
+    assert assemble(BY_NAME["completions"].replay(answer, True, 4), "completions") == answer
 
 
 def test_unfinished_streams_are_not_answers() -> None:
-    events = replay("chat.completions", ANSWER, include_usage=True, piece=5)
+    events = CHAT.replay(ANSWER, include_usage=True, piece=5)
     assert assemble(events[:-1]) is None, "no [DONE]"
     assert assemble(events[:3] + events[-1:]) is None, "no finish reason"
     assert assemble([b'data: {"error": {"message": "boom"}}\n\n', b"data: [DONE]\n\n"]) is None
 
 
 def test_complete_and_entry_encoding() -> None:
-    assert complete("chat.completions", ANSWER)
-    assert not complete("chat.completions", {"choices": [{"index": 0, "message": {}}]})
-    assert not complete("embeddings", {"data": []})
-    assert not complete("chat.completions", {"error": {"message": "x"}})
+    assert CHAT.complete(ANSWER)
+    assert not CHAT.complete({"choices": [{"index": 0, "message": {}}]})
+    assert not EMBEDDINGS.complete({"data": []})
+    assert not CHAT.complete({"error": {"message": "x"}})
     entry = CacheEntry(123.5, orjson.dumps(ANSWER))
     assert CacheEntry.decode(entry.encode()) == entry
 
@@ -97,14 +98,14 @@ def _content_chunks(count: int, piece: str) -> list[bytes]:
 
 
 def test_assembler_gives_up_past_max_entry_bytes() -> None:
-    tap = StreamAssembler("chat.completions", max_bytes=4096)
+    tap = CHAT.assembler(max_bytes=4096)
     for data in _content_chunks(500, "0123456789"):  # 5,000 characters: the entry would be too large
         tap.on_data(data)
     finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
     tap.on_data(orjson.dumps(finish))
     tap.on_data(b"[DONE]")
     assert tap.answer() is None, "an answer over max_entry_bytes is not stored"
-    small = StreamAssembler("chat.completions", max_bytes=4096)
+    small = CHAT.assembler(max_bytes=4096)
     for data in [*_content_chunks(300, "0123456789"), orjson.dumps(finish), b"[DONE]"]:
         small.on_data(data)
     answer = small.answer()
@@ -115,7 +116,7 @@ def test_assembler_memory_stays_bounded_on_a_long_stream() -> None:
     import tracemalloc
 
     chunks = _content_chunks(1, "x" * 1000)
-    tap = StreamAssembler("chat.completions", max_bytes=64 * 1024)
+    tap = CHAT.assembler(max_bytes=64 * 1024)
     tracemalloc.start()
     try:
         for _ in range(20_000):  # 20 MB of content

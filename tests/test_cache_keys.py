@@ -10,7 +10,19 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.cache.keys import IGNORED, cache_key, canonical
+from gateway.cache import keys
+from gateway.protocols import CHAT
+from gateway.protocols.openai import IGNORED
+
+
+def cache_key(endpoint: str, model: str, body: dict[str, Any], scope: str) -> str:
+    """The key of a body, through the chat adapter's answer fields as the cache stage uses them."""
+    return keys.cache_key(endpoint, model, CHAT.answer_fields(body), scope)
+
+
+def canonical(endpoint: str, model: str, body: dict[str, Any], scope: str) -> bytes:
+    return keys.canonical(endpoint, model, CHAT.answer_fields(body), scope)
+
 
 json_values = st.recursive(
     st.none()

@@ -11,9 +11,10 @@ import pytest
 
 from gateway.cache import CacheEntry, Lease, LLMCache, Plan
 from gateway.cache.llmcache import terms
-from gateway.context import RequestContext
+from gateway.context import Request
 from gateway.policy.cache import CacheConfig
 from gateway.pricing import PriceBook
+from gateway.protocols import CHAT
 from gateway.store import MemoryStore
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -52,12 +53,11 @@ def make_cache(store: MemoryStore | None = None) -> LLMCache:
     return LLMCache(config, store or MemoryStore(), "t:", PriceBook({}))
 
 
-def request(cache: LLMCache, cache_control: str | None = None) -> tuple[RequestContext, Plan]:
-    ctx = RequestContext("r", "chat.completions", "agent", "team", cache_control=cache_control, body=BODY)
-    ctx.model = "m"
-    plan = cache.plan(ctx)
+def request(cache: LLMCache, cache_control: str | None = None) -> tuple[str, Plan]:
+    """A request's plan for model ``m`` (and that model, which ``fetch`` prices a hit against)."""
+    plan = cache.plan(Request("r", CHAT, "agent", "team", cache_control=cache_control, body=BODY), "m")
     assert plan is not None
-    return ctx, plan
+    return "m", plan
 
 
 async def settle_soon(cache: LLMCache, plan: Plan, lease: Lease, answer: bytes) -> None:
@@ -68,15 +68,16 @@ async def settle_soon(cache: LLMCache, plan: Plan, lease: Lease, answer: bytes) 
 async def test_no_cache_does_not_join_an_identical_request_in_flight() -> None:
     cache = make_cache()
     leader_ctx, plan = request(cache)
-    lease = await cache.fetch(leader_ctx, plan)
-    assert isinstance(lease, Lease) and leader_ctx.cache_status == "MISS"
+    leading = await cache.fetch(plan, leader_ctx)
+    lease = leading.lease
+    assert isinstance(lease, Lease) and leading.status == "MISS"
     ctx, no_cache = request(cache, "no-cache")
-    outcome, _ = await asyncio.gather(cache.fetch(ctx, no_cache), settle_soon(cache, plan, lease, ANSWER))
-    assert isinstance(outcome, Lease), "no-cache must call the provider, not take the answer in flight"
-    assert ctx.cache_status == "BYPASS"
-    await cache.settle(no_cache, outcome, 200, ANSWER)
+    outcome, _ = await asyncio.gather(cache.fetch(no_cache, ctx), settle_soon(cache, plan, lease, ANSWER))
+    assert isinstance(outcome.lease, Lease), "no-cache must call the provider, not take the answer in flight"
+    assert outcome.status == "BYPASS" and outcome.entry is None
+    await cache.settle(no_cache, outcome.lease, 200, ANSWER)
     ctx, plain = request(cache)
-    assert isinstance(await cache.fetch(ctx, plain), CacheEntry), "no-cache still stores the answer"
+    assert isinstance((await cache.fetch(plain, ctx)).entry, CacheEntry), "no-cache still stores the answer"
 
 
 @pytest.mark.parametrize(
@@ -93,10 +94,10 @@ def test_max_age_is_bounded_by_the_policy_ttl(control: str) -> None:
 async def test_every_failure_of_the_leader_wakes_its_waiters(failure: str) -> None:
     cache = make_cache(FailingWrites(hang=failure == "cancelled"))
     leader_ctx, plan = request(cache)
-    lease = await cache.fetch(leader_ctx, plan)
+    lease = (await cache.fetch(plan, leader_ctx)).lease
     assert isinstance(lease, Lease)
     ctx, same = request(cache)
-    waiter = asyncio.create_task(cache.fetch(ctx, same))
+    waiter = asyncio.create_task(cache.fetch(same, ctx))
     await asyncio.sleep(0.05)
     assert not waiter.done(), "the identical request waits for the leader"
     settle = asyncio.create_task(cache.settle(plan, lease, 200, ANSWER))
@@ -107,5 +108,5 @@ async def test_every_failure_of_the_leader_wakes_its_waiters(failure: str) -> No
         await settle  # a failed write does not fail the answered request (the cache fails open)
     assert lease.future.done(), "the waiters were woken"
     outcome = await waiter
-    assert isinstance(outcome, CacheEntry) and outcome.body == ANSWER
-    assert ctx.cache_status == "HIT"
+    assert isinstance(outcome.entry, CacheEntry) and outcome.entry.body == ANSWER
+    assert outcome.status == "HIT"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 
 import openai
 import pytest
 
 from gateway.testing.upstream import FakeUpstream
 from gateway.testing.upstream_bodies import count_tokens
-from tests.conftest import GATEWAY_KEY, PROVIDER_KEY
+from tests.conftest import GATEWAY_KEY, PROVIDER_KEY, base_policy
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello gateway"}]
 
@@ -89,6 +90,17 @@ def test_models_are_the_policy_models(client: openai.OpenAI) -> None:
     assert client.models.retrieve("gpt-4.1").id == "gpt-4.1"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
+
+
+def test_a_model_the_wildcard_serves_is_retrieved(
+    fake_upstream: FakeUpstream, start_gateway: Callable[..., str]
+) -> None:
+    policy = base_policy(fake_upstream.url)  # type: ignore[attr-defined]
+    policy["models"]["*"] = {"provider": "openai"}
+    with openai.OpenAI(base_url=start_gateway(policy) + "/v1", api_key=GATEWAY_KEY, max_retries=0) as client:
+        model = client.models.retrieve("any-model-the-provider-has")
+        assert model.id == "any-model-the-provider-has" and model.object == "model"
+        assert client.chat.completions.create(model=model.id, messages=[{"role": "user", "content": "hi"}])
 
 
 def test_passthrough_responses_files_batches(client: openai.OpenAI, fake_upstream: FakeUpstream) -> None:

@@ -13,9 +13,11 @@ import orjson
 import pytest
 
 from gateway.admin.budgets import MAX_ADJUST
-from gateway.context import RequestContext
+from gateway.context import BatchResult, Outcome, Request, Route
 from gateway.pipeline import response_headers
+from gateway.protocols import CHAT
 from gateway.testing.upstream import FakeUpstream
+from gateway.upstream import Target
 from gateway.validation import MAX_DEPTH
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, PROVIDER_KEY, base_policy
 
@@ -166,10 +168,10 @@ def test_a_clean_request_id_is_kept(gateway: str) -> None:
 
 
 def test_echoed_headers_never_carry_control_characters() -> None:
-    ctx = RequestContext(request_id="r\r\n1", endpoint="chat.completions", agent="a", team="t")
-    ctx.model, ctx.route_reason = "gpt-4o-mini\r\nSet-Cookie: x=1", "requested\x00"
-    ctx.extra_headers["X-Cache-Age"] = "5\x7f"
-    headers = response_headers(ctx)
+    asked = Request("r\r\n1", CHAT, "a", "t")
+    target = Target("m", "m", None, None)  # type: ignore[arg-type]
+    route = Route(target, "gpt-4o-mini\r\nSet-Cookie: x=1", "requested\x00")
+    headers = response_headers(Outcome(asked, route.model, route, batch=BatchResult("b\x7f", 2)))
     assert headers["X-Gateway-Model"] == "gpt-4o-miniSet-Cookie: x=1"
     assert not any(re.search(r"[\x00-\x1f\x7f]", value) for value in headers.values())
 

@@ -549,6 +549,11 @@ def test_the_dashboard_covers_the_seeds_monitoring_table(rendered: dict[str, lis
         assert metric in queries, metric
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)) and board["uid"] == "llm-gateway"
+    (burn,) = [p for p in panels(board) if p["title"] == "Budget burn-down per sprint"]
+    exprs = [t["expr"] for t in burn["targets"]]
+    assert "token_budget_used" in exprs[0] and 'agent="_sprint"' in exprs[0]
+    assert [e.split('kind="')[1][:5] for e in exprs[1:]] == ["alert", "block"]
+    assert not any("increase(" in e or "rate(" in e for e in exprs), "since the sprint's start, not a window"
     for panel in panels(board):
         assert panel["targets"] and panel["datasource"]["uid"] == "${datasource}"
         assert all(balanced(t["expr"]) for t in panel["targets"])

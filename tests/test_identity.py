@@ -13,6 +13,7 @@ from gateway.errors import Forbidden, InvalidRequest, Unauthorized
 from gateway.identity import Authenticator, Identity, build_context, check_admin
 from gateway.policy import ConfigError, Policy, load_policy
 from gateway.policy.core import ApiKey, AuthConfig
+from gateway.protocols import CHAT
 
 TRUSTED = Identity(None, "t", trust_agent_header=True)
 
@@ -73,17 +74,17 @@ def test_context_headers_parsed() -> None:
         "X-Batchable": "yes",
         "Cache-Control": "no-cache",
     }
-    ctx = build_context("r1", "chat.completions", Identity(None, "backend", True), headers, {"user": "u"})
+    ctx = build_context("r1", CHAT, Identity(None, "backend", True), headers, {"user": "u"})
     assert (ctx.agent, ctx.team, ctx.task_type, ctx.priority) == ("dev-7", "backend", "refactor", "P1")
     assert (ctx.task_id, ctx.sprint, ctx.lines_estimate, ctx.batchable) == ("T-1001", "2026-W48", 42, True)
     assert ctx.cache_control == "no-cache"
 
 
 def test_key_agent_wins_and_user_is_last_resort() -> None:
-    keyed = build_context("r", "e", Identity("owner", "t"), {"X-Agent-Id": "other"}, {})
+    keyed = build_context("r", CHAT, Identity("owner", "t"), {"X-Agent-Id": "other"}, {})
     assert keyed.agent == "owner"
-    assert build_context("r", "e", TRUSTED, {}, {"user": "from-body"}).agent == "from-body"
-    assert build_context("r", "e", TRUSTED, {}, {}).agent == "anonymous"
+    assert build_context("r", CHAT, TRUSTED, {}, {"user": "from-body"}).agent == "from-body"
+    assert build_context("r", CHAT, TRUSTED, {}, {}).agent == "anonymous"
 
 
 @pytest.mark.parametrize(
@@ -101,7 +102,7 @@ def test_key_agent_wins_and_user_is_last_resort() -> None:
 )
 def test_bad_header_values(header: str, value: str) -> None:
     with pytest.raises(InvalidRequest) as info:
-        build_context("r", "e", Identity(None, "t"), {header: value}, {})
+        build_context("r", CHAT, Identity(None, "t"), {header: value}, {})
     assert info.value.param == header
     assert info.value.status == 400
 
@@ -149,11 +150,11 @@ def test_trust_is_an_explicit_choice_per_key() -> None:
 def test_untrusted_key_cannot_name_another_agent() -> None:
     untrusted = Identity(None, "eng", trust_agent_header=False)
     with pytest.raises(Forbidden) as info:
-        build_context("r", "e", untrusted, {"X-Agent-Id": "alice"}, {})
+        build_context("r", CHAT, untrusted, {"X-Agent-Id": "alice"}, {})
     assert (info.value.status, info.value.param) == (403, "X-Agent-Id")
     assert "trust_agent_header" in info.value.message
-    assert build_context("r", "e", untrusted, {"X-Agent-Id": "anonymous"}, {}).agent == "anonymous"
-    ctx = build_context("r", "e", untrusted, {}, {"user": "alice"})
+    assert build_context("r", CHAT, untrusted, {"X-Agent-Id": "anonymous"}, {}).agent == "anonymous"
+    ctx = build_context("r", CHAT, untrusted, {}, {"user": "alice"})
     assert ctx.agent == "anonymous", "the body's user is passed on, never taken as the agent"
 
 
@@ -164,10 +165,10 @@ def test_untrusted_key_cannot_name_another_agent() -> None:
 def test_agent_names_are_restricted(name: str) -> None:
     if name != "bob\n":  # header values are stripped and carry no newline
         with pytest.raises(InvalidRequest) as info:
-            build_context("r", "e", TRUSTED, {"X-Agent-Id": name}, {})
+            build_context("r", CHAT, TRUSTED, {"X-Agent-Id": name}, {})
         assert (info.value.status, info.value.param) == (400, "X-Agent-Id")
     # The body's user is any string to OpenAI's API: one that is no valid name names no agent.
-    assert build_context("r", "e", TRUSTED, {}, {"user": name}).agent == "anonymous"
+    assert build_context("r", CHAT, TRUSTED, {}, {"user": name}).agent == "anonymous"
     for field in ("agent", "team"):
         with pytest.raises(ValidationError, match=field):
             ApiKey(key="k", **{field: name})
@@ -175,7 +176,7 @@ def test_agent_names_are_restricted(name: str) -> None:
 
 def test_allowed_name_characters() -> None:
     name = "Dev_agent-1.bob@example.com"
-    assert build_context("r", "e", TRUSTED, {"X-Agent-Id": name}, {}).agent == name
+    assert build_context("r", CHAT, TRUSTED, {"X-Agent-Id": name}, {}).agent == name
     assert ApiKey(key="k", agent=name, team="eng.ml-1").team == "eng.ml-1"
 
 

@@ -15,13 +15,14 @@ import orjson
 import pytest
 
 from gateway import metrics
-from gateway.context import RequestContext, Usage
+from gateway.context import Outcome, Request, Usage
 from gateway.ledger import SCHEMA, Finished, LedgerRecord, RecordBuilder, RequestLedger
 from gateway.ledger.record import written
 from gateway.ledger.schema import FIELDS
 from gateway.ledger.sinks import FileSink, Sink, files_oldest_first
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
+from gateway.protocols import CHAT
 from gateway.reporting.source import Selection, parse_time, read_ledger
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
@@ -219,7 +220,7 @@ async def test_writing_never_waits_and_counts_what_it_drops() -> None:
     failing = RequestLedger(sink, builder, queue_size=100, batch_size=50)
     await failing.start()
     for _ in range(7):
-        failing.record(done, RequestContext("r", "chat.completions", "a", "t"))
+        failing.record(done, Outcome(Request("r", CHAT, "a", "t"), "m"))
     await failing.close()
     assert sink.calls == 1 and sample_dropped("store_error") - store_error == 7
 
@@ -265,7 +266,7 @@ def test_records_before_schema_versions_still_load() -> None:
 
 def test_a_record_round_trips_with_its_version() -> None:
     builder = RecordBuilder(Policy(), PriceBook({}))
-    ctx = RequestContext("r", "chat.completions", "a", "t", task_type="refactor", lines_estimate=12)
+    ctx = Outcome(Request("r", CHAT, "a", "t", task_type="refactor", lines_estimate=12), "m")
     built = builder.build(Finished("r", "/v1/chat/completions", 200, 1893492000.25, 0.1), ctx)
     row = orjson.loads(orjson.dumps(written(built)))
     assert row["schema"] == SCHEMA and row["time"] == "2030-01-01T10:00:00.250Z"

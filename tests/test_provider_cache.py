@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
-from gateway.context import RequestContext
+from gateway.context import CacheOutcome, Outcome, Request, Usage
 from gateway.ledger.record import Finished, RecordBuilder
 from gateway.ledger.schema import LedgerRecord
 from gateway.policy import Policy
 from gateway.pricing import PriceBook, TokenPrice
+from gateway.protocols import CHAT
 from gateway.reporting.kpis import summarize
 from gateway.reporting.outcome import recorded
 from gateway.reporting.report import as_json
@@ -18,20 +17,7 @@ from gateway.reporting.report import as_json
 PRICE = TokenPrice(input=2e-6, output=8e-6, cached_input=0.5e-6, cache_write=2e-6, source="test")
 
 
-@dataclass
-class CachedUsage:
-    """The usage shape that carries the provider's cached input tokens."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    cached_input_tokens: int
-
-    @property
-    def total(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-def _record(usage: object, cache: str = "MISS") -> LedgerRecord:
+def _record(usage: Usage, cache: str = "MISS") -> LedgerRecord:
     policy = Policy.model_validate(
         {
             "providers": {"p": {"type": "openai", "base_url": "http://x/v1"}},
@@ -39,15 +25,13 @@ def _record(usage: object, cache: str = "MISS") -> LedgerRecord:
         }
     )
     builder = RecordBuilder(policy, PriceBook({"m": PRICE}))
-    ctx = RequestContext(request_id="r", endpoint="chat.completions", agent="a", team="t")
-    ctx.model = ctx.requested_model = "m"
-    ctx.usage = usage  # type: ignore[assignment]
-    ctx.cache_status = cache
-    return builder.build(Finished("r", "/v1/chat/completions", 200, 1_700_000_000.0, 0.2), ctx)
+    asked = Request("r", CHAT, "a", "t", requested_model="m")
+    outcome = Outcome(asked, "m", cache=CacheOutcome(cache), usage=usage)
+    return builder.build(Finished("r", "/v1/chat/completions", 200, 1_700_000_000.0, 0.2), outcome)
 
 
 def test_cached_input_is_priced_at_the_cached_rate_and_its_saving_recorded() -> None:
-    record = _record(CachedUsage(2000, 100, 1536))
+    record = _record(Usage(2000, 100, 1536))
     assert record.cached_input_tokens == 1536
     assert record.cost_usd == pytest.approx(464 * 2e-6 + 1536 * 0.5e-6 + 100 * 8e-6)
     assert record.provider_cache_saved_usd == pytest.approx(1536 * 1.5e-6)
@@ -60,15 +44,13 @@ def test_cached_input_is_priced_at_the_cached_rate_and_its_saving_recorded() -> 
 
 
 def test_usage_without_cached_tokens_claims_no_provider_saving() -> None:
-    from gateway.context import Usage
-
     record = _record(Usage(2000, 100))
     assert record.cached_input_tokens is None and record.provider_cache_saved_usd is None
     assert record.cost_usd == pytest.approx(2000 * 2e-6 + 100 * 8e-6)
 
 
 def test_report_counts_provider_cache_beside_the_gateways_savings() -> None:
-    records = [_record(CachedUsage(2000, 100, 1536)), _record(CachedUsage(1200, 50, 1024))]
+    records = [_record(Usage(2000, 100, 1536)), _record(Usage(1200, 50, 1024))]
     body = as_json(summarize(recorded(r) for r in records))
     assert body["tokens"]["saved_provider_cache"] == 1536 + 1024
     assert body["cost"]["provider_cache_saved_usd"] == pytest.approx((1536 + 1024) * 1.5e-6)
@@ -122,11 +104,3 @@ def test_a_hit_on_a_batched_answer_saved_what_it_cost_alone() -> None:
     summary = summarize(recorded(r) for r in (miss, hit))
     assert summary.saved_cache == 400 and summary.saved_batch == 300
     assert summary.baseline_tokens == 800, "both requests at their cost alone"
-
-
-def test_provider_cached_reads_the_usage_field_where_present() -> None:
-    from gateway.context import Usage
-    from gateway.prompt_cache import provider_cached
-
-    assert provider_cached(CachedUsage(2000, 10, 1024)) == 1024
-    assert provider_cached(Usage(2000, 10)) == 0

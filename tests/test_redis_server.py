@@ -11,7 +11,7 @@ def test_a_port_taken_by_another_server_is_refused(redis_server: RedisServer) ->
     """Two suites racing for one free port would otherwise share (and flush) one server."""
     second = RedisServer(port=redis_server.port)
     try:
-        with pytest.raises(RuntimeError, match="exited|served by another process"):
+        with pytest.raises(RuntimeError, match=r"exited|served by another process"):
             second.start(timeout=5)
         assert second._proc is None
     finally:

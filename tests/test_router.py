@@ -23,7 +23,7 @@ PRIORITIES = [None, "P0", "P1", "P2", "P3"]
 
 
 def decide(rules: RuleSet, output: int = 1024, concrete: bool = False, **fields: Any) -> tuple[str, str]:
-    decision = rules.decide(context(**fields), output, concrete)
+    decision = rules.decide(*context(**fields), output, concrete)
     return decision.model, decision.reason
 
 
@@ -268,7 +268,7 @@ def test_every_decision_is_a_configured_model_that_fits(
     need = request["prompt_estimate"] + output
     candidates = routing["candidates"]
     try:
-        decision = rules.decide(context(**request), output, concrete=False)
+        decision = rules.decide(*context(**request), output, concrete=False)
     except InvalidRequest as exc:
         assert exc.status == 400 and exc.code == "context_length_exceeded"
         assert all(MODELS[name][1] < need for name in candidates), "a 400 only when no candidate fits"
@@ -276,7 +276,7 @@ def test_every_decision_is_a_configured_model_that_fits(
     assert decision.model in MODELS
     assert MODELS[decision.model][1] >= need
     assert decision.rule == "default" or decision.rule.startswith("r")
-    cheaper = rules.decide(context(**request, downgrade=True), output, concrete=False)
+    cheaper = rules.decide(*context(**request, downgrade=True), output, concrete=False)
     tier_of = {name: TIER_NAMES.index(tier) for name, (tier, _) in MODELS.items()}
     floor = TIER_NAMES.index(policy.routing.downgrade_floor.get(request["priority"] or "P2", "small"))
     assert MODELS[cheaper.model][1] >= need

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import NotFound
 from gateway.policy import Policy
 from gateway.policy.core import ProviderConfig
+from gateway.protocols import EMBEDDINGS
 from gateway.providers import build_provider
 from gateway.router import Router, RoutingLog
 from gateway.store import MemoryStore, StoreError
@@ -36,9 +37,8 @@ def counter(name: str, **labels: str) -> float:
 
 async def test_plain_models_are_not_routed_or_logged() -> None:
     stage = router(custom_policy(CUSTOM))
-    ctx = context(requested_model="mid", prompt_estimate=100_000)
-    assert stage.route(ctx).name == "mid"
-    assert ctx.route_reason == "requested"
+    route = stage.route(*context(requested_model="mid", prompt_estimate=100_000))
+    assert (route.target.name, route.reason) == ("mid", "requested")
     await stage.log.drain()
     assert await stage.log.read(10) == []
 
@@ -47,10 +47,11 @@ async def test_alias_is_routed_counted_priced_and_logged() -> None:
     stage = router(custom_policy(CUSTOM), prices={"big": 1e-5, "mid": 2e-6})
     before = counter("llm_routing_decisions_total", requested="auto", chosen="mid", rule="default")
     saved_before = counter("llm_routing_cost_saved_usd_total")
-    ctx = context(prompt_estimate=1000, task_type="qa", priority="P2", agent="agent-7")
-    ctx.body = {"max_tokens": 500}
-    target = stage.route(ctx)
-    assert (target.name, ctx.model, ctx.route_reason) == ("mid", "mid", "default")
+    ctx = context(
+        prompt_estimate=1000, task_type="qa", priority="P2", agent="agent-7", body={"max_tokens": 500}
+    )
+    route = stage.route(*ctx)
+    assert (route.target.name, route.model, route.reason) == ("mid", "mid", "default")
     assert (
         counter("llm_routing_decisions_total", requested="auto", chosen="mid", rule="default") == before + 1
     )
@@ -68,8 +69,8 @@ async def test_alias_is_routed_counted_priced_and_logged() -> None:
 async def test_unknown_price_saves_nothing_and_upgrades_never_count_negative() -> None:
     stage = router(custom_policy(CUSTOM), prices={"big": 1e-6, "mid": 1e-5})
     before = counter("llm_routing_cost_saved_usd_total")
-    stage.route(context(prompt_estimate=100))  # mid costs more than the baseline here
-    stage.route(context(prompt_estimate=100, requested_model="cheap"))  # 'mini' has no price
+    stage.route(*context(prompt_estimate=100))  # mid costs more than the baseline here
+    stage.route(*context(prompt_estimate=100, requested_model="cheap"))  # 'mini' has no price
     assert counter("llm_routing_cost_saved_usd_total") == before
     await stage.log.drain()
     entries = await stage.log.read(10)
@@ -81,33 +82,33 @@ async def test_rewritten_concrete_model_priced_against_what_was_asked() -> None:
         custom_policy({**CUSTOM, "rewrite_concrete_models": True}), prices={"big": 3e-6, "mini": 1e-6}
     )
     before = counter("llm_routing_cost_saved_usd_total")
-    ctx = context(requested_model="big", lines_estimate=10, prompt_estimate=100)
-    assert stage.route(ctx).name == "mini" and ctx.route_reason == "rule:tiny-change"
+    route = stage.route(*context(requested_model="big", lines_estimate=10, prompt_estimate=100))
+    assert route.target.name == "mini" and route.reason == "rule:tiny-change"
     assert counter("llm_routing_cost_saved_usd_total") - before == pytest.approx(2e-6 * (100 + 1024))
     other = context(requested_model="nope", prompt_estimate=100)
     with pytest.raises(NotFound):
-        stage.route(other)  # no wildcard: an unknown name is still a 404, not silently routed
+        stage.route(*other)  # no wildcard: an unknown name is still a 404, not silently routed
 
 
-async def test_alias_on_embeddings_is_a_400_naming_the_model() -> None:
+async def test_alias_on_embeddings_is_a_404_naming_the_model() -> None:
     stage = router(custom_policy(CUSTOM))
-    with pytest.raises(InvalidRequest) as info:
-        stage.route(context(endpoint="embeddings"))
-    assert info.value.param == "model"
+    with pytest.raises(NotFound) as info:  # as OpenAI answers for a model it does not have
+        stage.route(*context(protocol=EMBEDDINGS))
+    assert info.value.param == "model" and info.value.code == "model_not_found" and info.value.status == 404
     rewriting = router(custom_policy({**CUSTOM, "rewrite_concrete_models": True}))
-    ctx = context(endpoint="embeddings", requested_model="embed", lines_estimate=900)
-    assert rewriting.route(ctx).name == "embed", "embeddings are never rewritten"
+    ctx = context(protocol=EMBEDDINGS, requested_model="embed", lines_estimate=900)
+    assert rewriting.route(*ctx).target.name == "embed", "embeddings are never rewritten"
 
 
 async def test_fallback_is_recorded_only_for_routed_requests() -> None:
     policy = custom_policy(CUSTOM)
     stage = router(policy)
-    ctx = context(lines_estimate=900)
-    target = stage.route(ctx)
-    stage.answered(ctx, target)  # the chosen model answered: nothing more to log
-    stage.answered(ctx, stage.catalog.resolve("mid"))
-    plain = context(requested_model="big")
-    stage.answered(plain, stage.catalog.resolve("mid"))
+    ctx, standing = context(lines_estimate=900)
+    route = stage.route(ctx, standing)
+    stage.answered(ctx, route, route.target)  # the chosen model answered: nothing more to log
+    stage.answered(ctx, route, stage.catalog.resolve("mid"))
+    plain, _ = context(requested_model="big")
+    stage.answered(plain, stage.route(plain, standing), stage.catalog.resolve("mid"))
     await stage.log.drain()
     fallback, decision = await stage.log.read(10)
     assert decision["chosen_model"] == "big"
@@ -131,7 +132,7 @@ async def test_log_failures_are_counted_never_raised_never_awaited() -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     for _ in range(3):
-        stage.route(context())
+        stage.route(*context())
     assert loop.time() - started < 0.04, "the request path must not wait for the store"
     await stage.log.drain()
     assert counter("gateway_store_errors_total", operation="routing_log") == before + 3
@@ -152,7 +153,7 @@ async def test_pending_writes_are_bounded() -> None:
 async def test_memory_log_is_capped_at_log_maxlen() -> None:
     stage = router(custom_policy({**CUSTOM, "log_maxlen": 10}))
     for i in range(25):
-        stage.route(context(request_id=f"r{i}"))
+        stage.route(*context(request_id=f"r{i}"))
     await stage.log.drain()
     entries = await stage.log.read(100)
     assert [e["request_id"] for e in entries] == [f"r{i}" for i in range(24, 14, -1)]

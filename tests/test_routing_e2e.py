@@ -197,9 +197,9 @@ def test_models_list_aliases_and_embeddings_refuse_them(
         models = {m.id: m.owned_by for m in client.models.list()}
         assert models["auto"] == "gateway" and models["gpt-4.1"] == "openai"
         assert client.models.retrieve("auto").owned_by == "gateway"
-        with pytest.raises(openai.BadRequestError) as info:
+        with pytest.raises(openai.NotFoundError) as info:  # like OpenAI for a model it does not have
             client.embeddings.create(model="auto", input="hi")
-    assert info.value.param == "model"
+    assert info.value.param == "model" and info.value.code == "model_not_found"
 
 
 def test_admin_route_needs_the_key_and_a_valid_limit(

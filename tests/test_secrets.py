@@ -27,10 +27,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import logs
-from gateway.context import RequestContext
+from gateway.context import Outcome, Request
 from gateway.ledger.record import Finished, RecordBuilder, written
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
+from gateway.protocols import CHAT as CHAT_PROTOCOL
 from gateway.redact import Holdback, Redactor, remember
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
@@ -155,9 +156,9 @@ def test_log_lines_scrub_nested_values_and_exceptions() -> None:
 def test_ledger_records_carry_no_key() -> None:
     remember((PROVIDER_KEY,))
     policy = Policy.model_validate(base_policy("http://127.0.0.1:9", ledger={"include_prompts": True}))
-    ctx = RequestContext(request_id="r1", endpoint="chat.completions", agent="a", team="t")
-    ctx.task_id = PROVIDER_KEY
-    ctx.body = {"model": "m", "messages": [{"role": "user", "content": f"my key is {PROVIDER_KEY}"}]}
+    body = {"model": "m", "messages": [{"role": "user", "content": f"my key is {PROVIDER_KEY}"}]}
+    asked = Request("r1", CHAT_PROTOCOL, "a", "t", task_id=PROVIDER_KEY, body=body)
+    ctx = Outcome(asked, "m")
     done = Finished("r1", "/v1/chat/completions", 200, time.time(), 0.01, error=PROVIDER_KEY[2:12])
     record = written(RecordBuilder(policy, PriceBook.from_policy(policy)).build(done, ctx))
     assert not exposed(orjson.dumps(record).decode()), record

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.protocols import CHAT
 from gateway.sse import UsageWatcher, event_batches, event_data
 
 EVENTS = [b'data: {"a": 1}', b": keep-alive comment", b'data: {"b": "x\\ny"}', b"data: [DONE]"]
@@ -55,7 +56,7 @@ def test_event_data() -> None:
 
 def test_usage_chunk_is_dropped_only_when_not_asked() -> None:
     usage = b'{"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}'
-    hidden, shown = UsageWatcher(client_wants_usage=False), UsageWatcher(client_wants_usage=True)
+    hidden, shown = UsageWatcher(CHAT, client_wants_usage=False), UsageWatcher(CHAT, client_wants_usage=True)
     assert not hidden.keep(usage) and shown.keep(usage)
     assert hidden.usage is not None and hidden.usage.total == 7
     assert hidden.keep(b'{"choices": [{"delta": {}}], "usage": null}')
@@ -70,7 +71,7 @@ def test_usage_watcher_memory_does_not_grow_with_the_stream() -> None:
 
     piece = "word " * 200  # 1,000 characters a chunk
     data = orjson.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]})
-    watcher = UsageWatcher(client_wants_usage=False)
+    watcher = UsageWatcher(CHAT, client_wants_usage=False)
     tracemalloc.start()
     try:
         for _ in range(20_000):  # 20 MB streamed, the provider never reports usage

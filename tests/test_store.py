@@ -12,12 +12,12 @@ from gateway.store import MemoryStore, RedisStore, Store, StoreError, connect_re
 from gateway.testing.redis_server import RedisServer
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    url = request.getfixturevalue("redis_url")
+    url = request.getfixturevalue({"redis": "redis_url"}.get(request.param, f"{request.param}_url"))
     redis_store = open_store(StoreConfig(url=url))
     assert isinstance(redis_store, RedisStore)
     yield redis_store
@@ -39,6 +39,14 @@ async def test_only_if_absent_and_ttl(store: Store) -> None:
     await asyncio.sleep(0.3)
     assert await store.get("lock") is None
     assert await store.set("lock", b"b", only_if_absent=True)
+
+
+async def test_a_lock_write_sent_again_still_holds_the_lock(store: Store) -> None:
+    """A retried SET NX whose first attempt landed (its answer lost) must not lock its owner out."""
+    assert await store.set("lock", b"token-1", ttl_s=5, only_if_absent=True)
+    assert await store.set("lock", b"token-1", ttl_s=5, only_if_absent=True), "our own lock"
+    assert not await store.set("lock", b"token-2", ttl_s=5, only_if_absent=True), "someone else's"
+    assert await store.get("lock") == b"token-1"
 
 
 async def test_delete_if_equal(store: Store) -> None:

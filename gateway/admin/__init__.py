@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.admin import budgets, cache, routing
+from gateway.admin import agents, budgets, cache, routing
 from gateway.appkeys import POLICY
 from gateway.errors import NotFound
 from gateway.identity import check_admin
@@ -19,7 +19,7 @@ from gateway.identity import check_admin
 def create_admin_app() -> web.Application:
     """The sub-app to mount at ``/admin``; every route of it, unknown ones too, needs the admin key first."""
     app = web.Application(middlewares=[require_admin_key])
-    for module in (cache, routing, budgets):
+    for module in (cache, routing, budgets, agents):
         app.router.add_routes(module.ROUTES)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -1,6 +1,7 @@
 """Token budgets: ``GET /admin/budgets`` (every sprint's accounts), ``POST /admin/budgets/{sprint}/reset``
 (body ``{"agent": NAME}`` optional) and ``POST /admin/budgets/{sprint}/adjust`` (``{"tokens": N}``, N may be
-negative, ``agent`` optional: the sprint total otherwise). Changes apply to the sprint's current period."""
+negative, ``agent`` optional: the sprint total otherwise). Changes apply to the sprint's current period.
+Agents paused by the runaway brake are listed under ``paused`` and marked ``brake`` in their sprint."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from gateway.admin.agents import brake_of, paused_or_unavailable
 from gateway.appkeys import BUDGET
 from gateway.budget import BudgetManager
 from gateway.budget.ledger import Accounts
@@ -31,12 +33,13 @@ def _manager(request: web.Request) -> BudgetManager:
 
 async def list_budgets(request: web.Request) -> web.Response:
     manager = _manager(request)
+    paused = await paused_or_unavailable(brake_of(request))
     data = []
     for sprint in manager.config.sprints:
         period = manager.period(sprint)
         accounts = await _guarded(manager.ledger.snapshot(period.bucket)) if period else Accounts()
-        data.append(describe(sprint, period, accounts))
-    return web.json_response({"object": "list", "data": data})
+        data.append(describe(sprint, period, accounts, paused))
+    return web.json_response({"object": "list", "data": data, "paused": paused})
 
 
 async def reset_budget(request: web.Request) -> web.Response:

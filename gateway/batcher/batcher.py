@@ -30,31 +30,32 @@ from gateway.batcher.split import apportion, member_answer
 from gateway.batcher.stream_split import StreamSplitter
 from gateway.batcher.streamed import read_stream
 from gateway.cache.keys import cache_key
-from gateway.context import RequestContext, Usage
+from gateway.context import BatchResult, Call, Request, Usage
 from gateway.errors import GatewayError, UpstreamError
 from gateway.logs import get_logger
 from gateway.policy.batching import BatchingConfig
 from gateway.providers import UpstreamReply
-from gateway.tokens import estimate_prompt, estimate_text
+from gateway.tokens import estimate_text
 from gateway.upstream import ModelCatalog, Target, Upstream
-from gateway.validation import CHAT
 
 log = get_logger("gateway.batcher")
 _UNDER = 0.9
 """Early answers are charged this share of their estimate; the last answer takes the exact rest."""
-Outcome = tuple[Target, UpstreamReply]
+Served = tuple[Target, UpstreamReply, BatchResult]
+"""The model that answered, its reply, and how the batcher served the request."""
 
 
 @dataclass(slots=True)
 class Member:
-    ctx: RequestContext
+    request: Request
     target: Target
-    raw: bytes
+    call: Call
     task: str
-    future: asyncio.Future[Outcome]
+    future: asyncio.Future[Served]
     output: int = 0
     """Predicted completion tokens."""
     joined: float = field(default_factory=time.perf_counter)
+    wait_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -82,7 +83,7 @@ class Batcher:
         config: BatchingConfig,
         upstream: Upstream,
         catalog: ModelCatalog,
-        scope_of: Callable[[RequestContext], str],
+        scope_of: Callable[[Request], str],
     ) -> None:
         self.config = config
         self.upstream = upstream
@@ -96,17 +97,22 @@ class Batcher:
         self._prompt_scale = 1.0
         """Provider prompt tokens per estimated token, from the last batch."""
 
-    def eligible(self, ctx: RequestContext) -> bool:
+    def eligible(self, request: Request) -> bool:
         """Cheap and synchronous, so a request that is not batchable never waits."""
-        return self.config.enabled and ctx.batchable is not False and admits(self.config, BatchFacts.of(ctx))
+        return (
+            self.config.enabled
+            and request.batchable is not False
+            and admits(self.config, BatchFacts.of(request))
+        )
 
-    async def submit(self, ctx: RequestContext, target: Target, raw: bytes) -> Outcome:
+    async def submit(self, request: Request, target: Target, call: Call) -> Served:
         """Join (or open) this request's group, or go at once, and wait for its own answer."""
-        key = cache_key("batch", target.name, shared_context(ctx.body), self.scope_of(ctx))
+        body = request.body
+        key = cache_key("batch", target.name, shared_context(body), self.scope_of(request))
         loop = asyncio.get_running_loop()
-        limit = ctx.body.get("max_completion_tokens") or ctx.body.get("max_tokens")
-        output = self.history.predict(ctx.task_type, target.name, limit)
-        member = Member(ctx, target, raw, ctx.body["messages"][-1]["content"], loop.create_future(), output)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        output = self.history.predict(request.task_type, target.name, limit)
+        member = Member(request, target, call, body["messages"][-1]["content"], loop.create_future(), output)
         self.formation.arrive(key, member.joined)
         group = self._groups.get(key)
         if group is not None and not self._fits(group, member):
@@ -156,7 +162,7 @@ class Batcher:
             group.timer.cancel()
         now = time.perf_counter()
         for member in group.members:
-            member.ctx.batch_wait_s = now - member.joined
+            member.wait_s = now - member.joined
         self._start(group.members)
 
     def _start(self, members: list[Member]) -> None:
@@ -180,10 +186,9 @@ class Batcher:
         batch = Batch(os.urandom(6).hex(), members, ids, self._batch_body(self._order(members), ids))
         by_task = {batch.task_of(m): m for m in members}
         first = members[0]
-        batch_ctx = RequestContext(
-            request_id=f"batch-{batch.id}", endpoint=CHAT, agent="_batch", team=first.ctx.team
-        )
-        batch_ctx.body, batch_ctx.stream = batch.body, self.config.stream
+        protocol = first.request.protocol
+        path, stream = protocol.upstream_path, self.config.stream
+        call = Call(f"batch-{batch.id}", stream, path, batch.body, orjson.dumps(batch.body))
         splitter = StreamSplitter(list(ids.values()))
         handed: dict[str, Usage] = {}
         answers: dict[str, str] = {}
@@ -195,25 +200,20 @@ class Batcher:
                 return  # the last answer waits for the usage, so the shares add up to it exactly
             share = self._estimated_share(batch, by_task[task], text)
             handed[task] = share
-            self._hand_out(batch, target, head, by_task[task], text, share, time.perf_counter() - started)
+            self._hand_out(batch, target, head, by_task[task], text, share)
 
         try:
-            target, reply = await self.upstream.call(
-                batch_ctx,
-                self.catalog.chain(first.target),
-                "chat/completions",
-                batch.body,
-                orjson.dumps(batch.body),
-            )
+            target, reply = await self.upstream.call(call, self.catalog.chain(first.target))
             content = None
             if reply.status == 200 and reply.chunks is not None:
-                streamed = await read_stream(reply, splitter, early)
+                streamed = await read_stream(reply, protocol, splitter, early)
                 usage, head = streamed.usage, streamed.head
                 content = streamed.content if streamed.complete else None
             elif reply.chunks is not None:
                 await reply.close()
             elif reply.status == 200:
-                usage, head, content = Usage.of(reply.body), _head(reply.body), _content(reply.body)
+                head = _head(reply.body)
+                usage, content = protocol.usage(head), _content(head)
             answers = parse_answers(content, list(ids.values()))
         except GatewayError as exc:
             log.warning("batch_failed", batch_id=batch.id, size=len(members), error=exc.message)
@@ -223,10 +223,11 @@ class Batcher:
         left = Usage()
         if usage is not None:
             self.decode.record(target.name, usage.completion_tokens, elapsed)
-            self._prompt_scale = usage.prompt_tokens / max(1, estimate_prompt(CHAT, batch.body))
+            self._prompt_scale = usage.prompt_tokens / max(1, protocol.estimate(batch.body))
             left = Usage(
                 max(0, usage.prompt_tokens - sum(u.prompt_tokens for u in handed.values())),
                 max(0, usage.completion_tokens - sum(u.completion_tokens for u in handed.values())),
+                usage.cached_input_tokens,  # early answers are handed out before it is known
             )
             metrics.BATCH_TOKENS.inc(usage.total)
         late = [m for m in members if batch.task_of(m) in answers and batch.task_of(m) not in handed]
@@ -234,10 +235,10 @@ class Batcher:
         metrics.BATCHES.inc()
         metrics.BATCH_SIZE.observe(len(members))
         answered = [by_task[t] for t in handed] + late
-        alone = sum(m.ctx.prompt_estimate for m in answered) * self._prompt_scale
+        alone = sum(m.request.prompt_estimate for m in answered) * self._prompt_scale
         metrics.BATCH_TOKENS_UNBATCHED.inc(alone + (usage.completion_tokens if usage else 0))
         if late:
-            self._deliver(batch, target, head, late, answers, elapsed, left)
+            self._deliver(batch, target, head, late, answers, left)
         if missing:
             metrics.BATCH_FALLBACKS.inc(len(missing))
             log.info("batch_fallback", batch_id=batch.id, size=len(members), missing=len(missing))
@@ -254,13 +255,13 @@ class Batcher:
         return order
 
     def _batch_body(self, order: list[Member], ids: dict[int, str]) -> dict[str, Any]:
-        first = order[0].ctx.body
+        first = order[0].request.body
         body = {k: v for k, v in first.items() if k not in ("stream", "stream_options", "user", "metadata")}
         tasks = [(ids[id(m)], m.task) for m in order]
         body["messages"] = [*first["messages"][:-1], build_batch_message(tasks)]
         body["model"] = order[0].target.upstream_model
         for name in ("max_completion_tokens", "max_tokens"):
-            limits = [m.ctx.body.get(name) for m in order]
+            limits = [m.request.body.get(name) for m in order]
             if all(isinstance(x, int) for x in limits):
                 body[name] = sum(limits)  # type: ignore[arg-type]
         if self.config.json_mode:
@@ -275,7 +276,7 @@ class Batcher:
         n = len(batch.members)
         own = estimate_text(member.task)
         tasks = sum(estimate_text(m.task) for m in batch.members)
-        prompt = estimate_prompt(CHAT, batch.body) * self._prompt_scale
+        prompt = member.request.protocol.estimate(batch.body) * self._prompt_scale
         share = (max(0.0, prompt - tasks) / n + own) * _UNDER
         return Usage(int(share), int(estimate_text(text) * _UNDER))
 
@@ -286,7 +287,6 @@ class Batcher:
         head: dict[str, Any],
         answered: list[Member],
         answers: dict[str, str],
-        elapsed: float,
         usage: Usage,
     ) -> None:
         """Give each caller its own completion and its share of ``usage`` (shares sum to it)."""
@@ -295,8 +295,12 @@ class Batcher:
         shared = max(0, usage.prompt_tokens - sum(own))
         prompts = apportion(usage.prompt_tokens, [shared / len(answered) + o for o in own])
         completions = apportion(usage.completion_tokens, [estimate_text(t) for t in texts])
-        for member, text, prompt, completion in zip(answered, texts, prompts, completions, strict=True):
-            self._hand_out(batch, target, head, member, text, Usage(prompt, completion), elapsed)
+        cached = apportion(usage.cached_input_tokens, [float(p) for p in prompts])
+        for member, text, prompt, completion, read in zip(
+            answered, texts, prompts, completions, cached, strict=True
+        ):
+            share = Usage(prompt, completion, min(read, prompt))
+            self._hand_out(batch, target, head, member, text, share)
 
     def _hand_out(
         self,
@@ -306,19 +310,15 @@ class Batcher:
         member: Member,
         text: str,
         usage: Usage,
-        elapsed: float,
     ) -> None:
-        self.history.record(member.ctx.task_type, member.target.name, usage.completion_tokens)
-        ctx = member.ctx
-        ctx.extra_headers["X-Gateway-Batch"] = f"{batch.id};size={len(batch.members)}"
-        ctx.batch_id, ctx.batch_size = batch.id, len(batch.members)
+        self.history.record(member.request.task_type, member.target.name, usage.completion_tokens)
         # What the task would have cost alone, from its estimate calibrated by recent batches.
-        ctx.tokens_saved = max(0, round(ctx.prompt_estimate * self._prompt_scale) - usage.prompt_tokens)
-        ctx.saved_reason = "batch"
-        ctx.upstream_seconds = elapsed
+        alone = round(member.request.prompt_estimate * self._prompt_scale)
+        result = BatchResult(batch.id, len(batch.members), member.wait_s, max(0, alone - usage.prompt_tokens))
         data = member_answer(head, f"{batch.id}-{batch.task_of(member)}", text, usage)
         if not member.future.done():
-            member.future.set_result((target, UpstreamReply(200, {"content-type": "application/json"}, data)))
+            own = UpstreamReply(200, {"content-type": "application/json"}, data)
+            member.future.set_result((target, own, result))
 
     async def _one_by_one(
         self, members: list[Member], batch: Batch | None = None, surcharge: Usage | None = None
@@ -332,32 +332,28 @@ class Batcher:
         async def alone(member: Member, more: Usage) -> None:
             started = time.perf_counter()
             try:
-                outcome = await self.upstream.call(
-                    member.ctx,
-                    self.catalog.chain(member.target),
-                    "chat/completions",
-                    member.ctx.body,
-                    member.raw,
-                )
+                target, reply = await self.upstream.call(member.call, self.catalog.chain(member.target))
             except GatewayError as exc:
                 if not member.future.done():
                     member.future.set_exception(exc)
                 return
-            self._learn(member, outcome, time.perf_counter() - started)
-            if batch is not None:
-                outcome = _after_batch(member, outcome, batch, more)
+            usage = _usage(member, reply)
+            self._learn(member, target, usage, time.perf_counter() - started)
+            result = BatchResult(wait_s=member.wait_s)
+            if batch is not None and usage is not None:
+                reply = _after_batch(reply, usage, more)
+                result = BatchResult(batch.id, len(batch.members), member.wait_s, fallback=True)
             if not member.future.done():
-                member.future.set_result(outcome)
+                member.future.set_result((target, reply, result))
 
         await asyncio.gather(
             *(alone(m, Usage(p, c)) for m, p, c in zip(members, prompts, completions, strict=True))
         )
 
-    def _learn(self, member: Member, outcome: Outcome, elapsed: float) -> None:
+    def _learn(self, member: Member, target: Target, usage: Usage | None, elapsed: float) -> None:
         """A single call's answer length and decode time feed the predictions."""
-        target, reply = outcome
-        if reply.status == 200 and (usage := Usage.of(reply.body)) is not None:
-            self.history.record(member.ctx.task_type, member.target.name, usage.completion_tokens)
+        if usage is not None:
+            self.history.record(member.request.task_type, member.target.name, usage.completion_tokens)
             self.decode.record(target.name, usage.completion_tokens, elapsed)
 
 
@@ -371,24 +367,26 @@ def _fail_pending(task: asyncio.Task[None], members: list[Member]) -> None:
             member.future.set_exception(UpstreamError("The batched request could not be completed."))
 
 
-def _after_batch(member: Member, outcome: Outcome, batch: Batch, more: Usage) -> Outcome:
+def _usage(member: Member, reply: UpstreamReply) -> Usage | None:
+    """A single call's usage, for a complete (not streamed) answer."""
+    if reply.status != 200 or reply.chunks is not None:
+        return None
+    return member.request.protocol.usage(_head(reply.body))
+
+
+def _after_batch(reply: UpstreamReply, usage: Usage, more: Usage) -> UpstreamReply:
     """A fallback's reply, charged its share of the botched batch call and counted with the batch."""
-    target, reply = outcome
-    usage = Usage.of(reply.body) if reply.status == 200 and reply.chunks is None else None
-    if usage is None:
-        return outcome
     metrics.BATCH_TOKENS.inc(usage.total + more.total)
     metrics.BATCH_TOKENS_UNBATCHED.inc(usage.total)
-    member.ctx.batch_id, member.ctx.batch_size = batch.id, len(batch.members)  # counted with its batch
     if not more.total:
-        return outcome
+        return reply
     body = orjson.loads(reply.body)
     body["usage"].update(
         prompt_tokens=usage.prompt_tokens + more.prompt_tokens,
         completion_tokens=usage.completion_tokens + more.completion_tokens,
         total_tokens=usage.total + more.total,
     )
-    return target, UpstreamReply(reply.status, reply.headers, orjson.dumps(body))
+    return UpstreamReply(reply.status, reply.headers, orjson.dumps(body))
 
 
 def _head(body: bytes) -> dict[str, Any]:
@@ -399,8 +397,8 @@ def _head(body: bytes) -> dict[str, Any]:
     return whole if isinstance(whole, dict) else {}
 
 
-def _content(body: bytes) -> str | None:
+def _content(whole: dict[str, Any]) -> str | None:
     try:
-        return orjson.loads(body)["choices"][0]["message"]["content"]  # type: ignore[no-any-return]
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return whole["choices"][0]["message"]["content"]  # type: ignore[no-any-return]
+    except (KeyError, IndexError, TypeError):
         return None

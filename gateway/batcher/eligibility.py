@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.context import RequestContext
+from gateway.context import Request
 from gateway.policy.batching import BatchingConfig
+from gateway.protocols.openai import IGNORED
 from gateway.tokens import estimate_text
-from gateway.validation import CHAT
 
 NOT_SHARED = frozenset(
     {
@@ -27,7 +27,6 @@ NOT_SHARED = frozenset(
     }
 )
 """Per-member fields: answer limits are the members' own (the batch's is their sum)."""
-_UNBATCHABLE = ("tools", "functions", "tool_choice", "function_call", "logprobs", "audio", "modalities")
 
 
 @dataclass(slots=True)
@@ -44,9 +43,9 @@ class BatchFacts:
     """The task's token estimate, computed on first use from ``task`` (ledger records carry it)."""
 
     @classmethod
-    def of(cls, ctx: RequestContext) -> BatchFacts:
-        task = task_text(ctx.endpoint, ctx.stream, ctx.body)
-        return cls(ctx.task_type, ctx.lines_estimate, ctx.batchable, task)
+    def of(cls, request: Request) -> BatchFacts:
+        task = request.protocol.batch_task(request.stream, request.body)
+        return cls(request.task_type, request.lines_estimate, request.batchable, task)
 
     @property
     def fits(self) -> bool:
@@ -56,23 +55,6 @@ class BatchFacts:
         if self.tokens is None and self.task is not None:
             self.tokens = estimate_text(self.task)
         return self.tokens
-
-
-def task_text(endpoint: str, stream: bool, body: dict[str, Any]) -> str | None:
-    """The task when the request's shape allows batching: a plain, non-streamed chat completion with one
-    choice, no tools, text output and a last message from the user; else None."""
-    if endpoint != CHAT or stream:
-        return None
-    if (body.get("n") or 1) != 1 or any(body.get(name) for name in _UNBATCHABLE):
-        return None
-    response_format = body.get("response_format")
-    if response_format and not (isinstance(response_format, dict) and response_format.get("type") == "text"):
-        return None
-    messages = body.get("messages")
-    last = messages[-1] if isinstance(messages, list) and messages else None
-    if not isinstance(last, dict) or last.get("role") != "user" or not isinstance(last.get("content"), str):
-        return None
-    return last["content"]  # type: ignore[no-any-return]
 
 
 def admits(config: BatchingConfig, facts: BatchFacts) -> bool:
@@ -92,6 +74,6 @@ def admits(config: BatchingConfig, facts: BatchFacts) -> bool:
 def shared_context(body: dict[str, Any]) -> dict[str, Any]:
     """What every member of one batch must have in common: the messages before the task and the
     sampling parameters (the model and the cache scope are added by the caller)."""
-    shared = {k: v for k, v in body.items() if k not in NOT_SHARED}
+    shared = {k: v for k, v in body.items() if k not in NOT_SHARED and k not in IGNORED}
     shared["messages"] = body["messages"][:-1]
     return shared

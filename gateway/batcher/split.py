@@ -26,6 +26,13 @@ def apportion(total: int, weights: list[float]) -> list[int]:
 
 def member_answer(batch: dict[str, Any], member_id: str, text: str, usage: Usage) -> bytes:
     """A ``chat.completion`` as if the caller's request had been sent alone."""
+    counts: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total,
+    }
+    if usage.cached_input_tokens:  # its share of the provider's prompt-cache reads
+        counts["prompt_tokens_details"] = {"cached_tokens": usage.cached_input_tokens}
     answer = {
         "id": f"chatcmpl-{member_id}",
         "object": "chat.completion",
@@ -39,11 +46,7 @@ def member_answer(batch: dict[str, Any], member_id: str, text: str, usage: Usage
                 "finish_reason": "stop",
             }
         ],
-        "usage": {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total,
-        },
+        "usage": counts,
     }
     if batch.get("system_fingerprint"):
         answer["system_fingerprint"] = batch["system_fingerprint"]

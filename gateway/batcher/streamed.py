@@ -16,6 +16,7 @@ import orjson
 
 from gateway.batcher.stream_split import StreamSplitter
 from gateway.context import Usage
+from gateway.protocols import Protocol
 from gateway.providers import UpstreamReply
 from gateway.sse import event_batches, event_data
 
@@ -33,7 +34,10 @@ class StreamedReply:
 
 
 async def read_stream(
-    reply: UpstreamReply, splitter: StreamSplitter, on_answer: Callable[[str, str, dict[str, Any]], None]
+    reply: UpstreamReply,
+    protocol: Protocol,
+    splitter: StreamSplitter,
+    on_answer: Callable[[str, str, dict[str, Any]], None],
 ) -> StreamedReply:
     """Feed the stream's content to ``splitter``; ``on_answer(task id, answer, head)`` per answer."""
     out = StreamedReply()
@@ -48,7 +52,7 @@ async def read_stream(
                 if data == DONE:
                     out.complete = True
                     continue
-                _take(data, out, parts, splitter, on_answer)
+                _take(data, protocol, out, parts, splitter, on_answer)
     finally:
         await reply.close()
     out.content = "".join(parts)
@@ -57,6 +61,7 @@ async def read_stream(
 
 def _take(
     data: bytes,
+    protocol: Protocol,
     out: StreamedReply,
     parts: list[str],
     splitter: StreamSplitter,
@@ -70,9 +75,8 @@ def _take(
         return
     if not out.head:
         out.head = {k: chunk.get(k) for k in ("id", "model", "created", "system_fingerprint")}
-    usage = chunk.get("usage")
-    if isinstance(usage, dict):
-        out.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    if (usage := protocol.usage(chunk)) is not None:
+        out.usage = usage
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") if isinstance(choice, dict) else None
         text = delta.get("content") if isinstance(delta, dict) else None

@@ -53,14 +53,18 @@ class AlertSink:
             "resets_at": period.resets_at(),
             "at": time.time(),
         }
-        log.warning(**event)
         metrics.TOKEN_BUDGET_ALERTS.labels(sprint.id, kind).inc()
+        self.publish(event)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Log ``event`` (its ``event`` field names it) and queue it for the webhook; never waits."""
+        log.warning(**event)
         if self._worker is None:
             return
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            log.warning("budget_webhook_dropped", sprint=sprint.id, kind=kind, detail="webhook queue full")
+            log.warning("budget_webhook_dropped", event_kind=event["event"], detail="webhook queue full")
 
     async def start(self) -> None:
         if self.webhook.url:

@@ -3,31 +3,34 @@
 ``reserve`` picks the sprint period, estimates the request (prompt estimate + max tokens), and asks the
 ledger to check and reserve in one atomic step; a refusal is an OpenAI-shaped 429 the SDK does not retry.
 ``settle`` commits what the answer really used (0 for a cache hit, whose tokens count as saved) and
-releases the rest. With no sprint configured both are a no-op.
+releases the rest; a commit the store does not take is retried in the background (the ledger counts a
+hold id once) until it lands or the reservation would have expired anyway. With no sprint configured
+both are a no-op.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import NoReturn
 
 from gateway import metrics
 from gateway.budget.alerts import AlertSink
-from gateway.budget.ledger import Ask, Balance, Charge, Ledger, Verdict, cap
+from gateway.budget.ledger import Ask, Balance, Charge, Ledger, Settled, Verdict, cap
 from gateway.budget.sprints import Period, period_of, select
-from gateway.context import RequestContext
+from gateway.context import NO_BUDGET, Request, Standing
 from gateway.errors import Forbidden, GatewayError, Unavailable
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.policy.budget import BudgetConfig, SprintConfig
+from gateway.protocols import Usage
 from gateway.store import Store, StoreError
 from gateway.tokens import max_output
-from gateway.validation import EMBEDDINGS
 
 log = get_logger("gateway.budget")
 
@@ -40,16 +43,26 @@ RETAIN_S = 30 * 86400
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """A live reservation, settled once the answer is known."""
+    """A live reservation, settled once the answer is known, and where the budget stands with it."""
 
     period: Period
     agent: str
     hold_id: str
     tokens: int
     agent_base: int
+    expires: float
+    """When the ledger drops the hold by itself (``time.monotonic()``): commit retries stop there."""
+    standing: Standing = NO_BUDGET
+    remaining: int = 0
+    """Tokens left to the caller (``X-Budget-Remaining-Tokens``)."""
 
 
 class BudgetManager:
+    retry_first_s = 0.1
+    retry_max_s = 5.0
+    """Backoff between background commit retries (doubling, jittered)."""
+    max_pending_releases = 10_000
+
     def __init__(
         self,
         config: BudgetConfig,
@@ -76,64 +89,72 @@ class BudgetManager:
 
     async def close(self) -> None:
         if self._settling:
-            await asyncio.wait(self._settling, timeout=5)
+            _, pending = await asyncio.wait(self._settling, timeout=5)
+            for task in pending:  # the store is still down: the ledger expires these holds itself
+                task.cancel()
+            if pending:
+                log.error("budget_commits_abandoned", count=len(pending), detail="the store did not answer")
         await self.alerts.close()
 
     def period(self, sprint: SprintConfig) -> Period | None:
         """The sprint's running period now (the admin API reports it)."""
         return period_of(sprint, self.clock())
 
-    async def reserve(self, ctx: RequestContext) -> Hold | None:
+    async def reserve(self, request: Request) -> Hold | None:
         """Reserve the request's estimate in its sprint, or raise the refusal; None: no budget applies."""
         if not self.config.sprints:
             return None
         now = self.clock()
-        period = select(self.config.sprints, ctx.agent, ctx.sprint, now)
+        period = select(self.config.sprints, request.agent, request.sprint, now)
         if period is None:
             return None
         sprint = period.sprint
-        share = sprint.share(ctx.agent)
+        share = sprint.share(request.agent)
         if share is None:
             share = sprint.unknown_share
             if not share:
-                raise _not_in_sprint(ctx.agent, sprint.id)
-        ask = self._ask(ctx, period, share)
+                raise _not_in_sprint(request.agent, sprint.id)
+        ask = self._ask(request, period, share)
+        expires = time.monotonic() + self.config.reservation_ttl_s
         try:
             verdict = await self.ledger.reserve(period.bucket, ask)
         except StoreError as exc:
+            # The store may have reserved before the answer was lost: release that hold id for sure
+            # (unless a long outage piled up releases already: those holds expire by themselves).
+            if len(self._settling) < self.max_pending_releases:
+                self._spawn(self._commit(Hold(period, request.agent, ask.hold_id, 0, share, expires), 0, 0))
             return self._store_down(exc)
         balance = verdict.balance
-        self._gauge(period, ctx.agent, balance)
+        self._gauge(period, request.agent, balance)
         if verdict.borrowed:
             left = cap(balance.sprint_limit, sprint.block_at) - _sprint_load(balance)
-            log.info("budget_borrowed", sprint=sprint.id, agent=ctx.agent, tokens=ask.tokens)
+            log.info("budget_borrowed", sprint=sprint.id, agent=request.agent, tokens=ask.tokens)
         else:
             left = cap(balance.agent_limit, sprint.block_at) - _load(balance)
-        ctx.extra_headers[HEADER] = str(max(0, left))
         if verdict.status != "ok":
-            self._refused(ctx, period, verdict, ask, now)
+            self._refused(request, period, verdict, ask, now, max(0, left))
         used = max(
             _fraction(balance.agent_used, balance.agent_limit),
             _fraction(balance.sprint_used, balance.sprint_limit),
         )
-        ctx.budget_left = max(0.0, 1.0 - used)
-        ctx.downgrade = sprint.actions.downgrade and used >= sprint.alert_at
-        return Hold(period, ctx.agent, ask.hold_id, ask.tokens, verdict.agent_base)
+        standing = Standing(sprint.actions.downgrade and used >= sprint.alert_at, max(0.0, 1.0 - used))
+        base, remaining = verdict.agent_base, max(0, left)
+        return Hold(period, request.agent, ask.hold_id, ask.tokens, base, expires, standing, remaining)
 
-    def _ask(self, ctx: RequestContext, period: Period, share: int) -> Ask:
-        """The reservation for ``ctx``: prompt estimate + requested (or default) completion tokens."""
+    def _ask(self, request: Request, period: Period, share: int) -> Ask:
+        """The reservation for ``request``: prompt estimate + requested (or default) completion tokens."""
         sprint = period.sprint
-        output = 0 if ctx.endpoint == EMBEDDINGS else max_output(ctx.body, self.config.default_max_tokens)
+        output = max_output(request.body, self.config.default_max_tokens) if request.protocol.generates else 0
         pause = sprint.actions.pause_non_critical
         return Ask(
-            agent=ctx.agent,
+            agent=request.agent,
             hold_id=uuid.uuid4().hex,
-            tokens=ctx.prompt_estimate + output,
+            tokens=request.prompt_estimate + output,
             agent_tokens=share,
             sprint_tokens=sprint.total_tokens,
             block_at=sprint.block_at,
             pause_at=pause.at if pause.enabled else 0.0,
-            critical=(ctx.priority or self.config.default_priority) in CRITICAL,
+            critical=(request.priority or self.config.default_priority) in CRITICAL,
             borrow=sprint.actions.redistribute,
             seats=sprint.agents if isinstance(sprint.agents, int) else 0,
             unknown_tokens=sprint.unknown_share,
@@ -141,18 +162,20 @@ class BudgetManager:
             expire_at=period.expire_at(RETAIN_S),
         )
 
-    def settle(self, hold: Hold, ctx: RequestContext) -> asyncio.Task[None]:
-        """Commit the usage in a task of its own, so a client hanging up cannot lose the commit."""
-        task = asyncio.ensure_future(self._commit(hold, ctx))
+    def settle(self, hold: Hold, usage: Usage | None, hit: bool) -> asyncio.Task[None]:
+        """Commit the usage in a task of its own, so a client hanging up cannot lose the commit.
+        A cache hit costs nothing: its tokens count as saved."""
+        used = 0 if hit or usage is None else usage.total
+        saved = usage.total if hit and usage is not None else 0
+        return self._spawn(self._commit(hold, used, saved))
+
+    def _spawn(self, commit: Coroutine[None, None, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(commit)
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
         return task
 
-    async def _commit(self, hold: Hold, ctx: RequestContext) -> None:
-        usage = ctx.usage
-        hit = ctx.cache_status == "HIT"
-        used = 0 if hit or usage is None else usage.total
-        saved = usage.total if hit and usage is not None else 0
+    async def _commit(self, hold: Hold, used: int, saved: int) -> None:
         sprint = hold.period.sprint
         charge = Charge(
             agent=hold.agent,
@@ -166,25 +189,41 @@ class BudgetManager:
             low_remaining=sprint.low_remaining,
             expire_at=hold.period.expire_at(RETAIN_S),
         )
-        try:
-            settled = await self.ledger.commit(hold.period.bucket, charge)
-        except StoreError as exc:
-            metrics.STORE_ERRORS.labels("budget_commit").inc()
-            log.error("budget_commit_failed", sprint=sprint.id, agent=hold.agent, tokens=used, error=str(exc))
+        settled = await self._commit_until_taken(hold, charge)
+        if settled is None:
             return
         self._gauge(hold.period, hold.agent, settled.balance)
         for kind in settled.fired:
             self.alerts.emit(kind, hold.period, None if kind == "low" else hold.agent, settled.balance)
 
+    async def _commit_until_taken(self, hold: Hold, charge: Charge) -> Settled | None:
+        """Commit, retrying while the store fails and the hold is alive; None: given up."""
+        delay = self.retry_first_s
+        while True:
+            try:
+                return await self.ledger.commit(hold.period.bucket, charge)
+            except StoreError as exc:
+                metrics.STORE_ERRORS.labels("budget_commit").inc()
+                left = hold.expires - time.monotonic()
+                fields = {"sprint": hold.period.sprint.id, "agent": hold.agent, "tokens": charge.tokens}
+                if left <= 0:
+                    log.error("budget_commit_failed", **fields, error=str(exc), detail="reservation expired")
+                    return None
+                log.warning("budget_commit_retry", **fields, error=str(exc))
+                await asyncio.sleep(min(left, delay * random.uniform(0.5, 1.0)))
+                delay = min(self.retry_max_s, delay * 2)
+
     def _refused(
-        self, ctx: RequestContext, period: Period, verdict: Verdict, ask: Ask, now: float
+        self, request: Request, period: Period, verdict: Verdict, ask: Ask, now: float, left: int
     ) -> NoReturn:
-        metrics.TOKEN_BUDGET_EXCEEDED.labels(self.agent_label(ctx.agent)).inc()
+        metrics.TOKEN_BUDGET_EXCEEDED.labels(self.agent_label(request.agent)).inc()
         if verdict.first_block:
-            self.alerts.emit("block", period, ctx.agent, verdict.balance)
+            self.alerts.emit("block", period, request.agent, verdict.balance)
         if verdict.status == "unknown":
-            raise _not_in_sprint(ctx.agent, period.sprint.id)
-        raise _exhausted(ctx.agent, period, verdict, ask, now)
+            refusal = _not_in_sprint(request.agent, period.sprint.id)
+            refusal.headers[HEADER] = str(left)
+            raise refusal
+        raise _exhausted(request.agent, period, verdict, ask, now)
 
     def _gauge(self, period: Period, agent: str, balance: Balance) -> None:
         sprint = period.sprint.id
@@ -194,6 +233,10 @@ class BudgetManager:
         metrics.TOKEN_BUDGET_REMAINING.labels(sprint, SPRINT_LABEL).set(
             balance.sprint_limit - balance.sprint_used
         )
+        metrics.TOKEN_BUDGET_USED.labels(sprint, self.agent_label(agent)).set(balance.agent_used)
+        metrics.TOKEN_BUDGET_USED.labels(sprint, SPRINT_LABEL).set(balance.sprint_used)
+        for kind, share in (("alert", period.sprint.alert_at), ("block", period.sprint.block_at)):
+            metrics.TOKEN_BUDGET_THRESHOLD.labels(sprint, kind).set(cap(balance.sprint_limit, share))
 
     def _store_down(self, exc: StoreError) -> None:
         metrics.STORE_ERRORS.labels("budget_reserve").inc()

@@ -1,27 +1,30 @@
 """The ledger in Redis: each operation is one Lua script, so check-and-reserve is a single atomic step for
-every worker and replica. A bucket's four keys share the ``{sprint:ID}`` hash tag (Redis Cluster safe):
+every worker and replica. A bucket's five keys share the ``{sprint:ID}`` hash tag (Redis Cluster safe):
 
     KEYS[1]  acct    hash  used / res / saved / adj (sprint totals), used:AGENT ..., flag:KIND:AGENT
     KEYS[2]  holds   hash  hold id -> "TOKENS AGENT"
     KEYS[3]  expiry  zset  hold id scored by its expiry (ms, Redis server clock)
     KEYS[4]  seats   set   agents holding a seat (sprints that give a number of agents)
+    KEYS[5]  done    zset  hold ids already committed, kept until their hold would have expired + 60 s
 
 Expired holds are purged at the start of every script, which is what makes a dead gateway's
-reservations come back.
+reservations come back. Reserve and commit are idempotent per hold id, so a call whose answer was lost
+(a timeout, a failover) can be sent again: a second reserve finds its hold, a second commit finds its id
+in ``done``; neither counts twice.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING, Any
 
 from gateway.budget.ledger import Accounts, Ask, Balance, Charge, Ledger, Settled, Verdict
-from gateway.store import StoreError
+
+if TYPE_CHECKING:
+    from gateway.store.redis import RedisStore
 
 _PRELUDE = """
 if redis.replicate_commands then redis.replicate_commands() end
-local acct, holds, expiry, seats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local acct, holds, expiry, seats, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function num(name) return tonumber(redis.call('HGET', acct, name) or '0') end
@@ -44,6 +47,7 @@ local function expire_at(ms)
   end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', now)) do release(id) end
+redis.call('ZREMRANGEBYSCORE', done, '-inf', now)
 """
 
 _RESERVE = (
@@ -57,6 +61,7 @@ _RESERVE = (
 local agent, id, tokens = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local base, status = tonumber(ARGV[4]), 'ok'
 local nseats = tonumber(ARGV[10])
+local again = redis.call('HEXISTS', holds, id) == 1  -- sent again: the first one reserved already
 if nseats > 0 and redis.call('SISMEMBER', seats, agent) == 0 then
   if redis.call('SCARD', seats) < nseats then
     redis.call('SADD', seats, agent)
@@ -70,7 +75,7 @@ local sprint_limit = tonumber(ARGV[5]) + num('adj')
 local a_used, a_res, s_used, s_res = num('used:' .. agent), num('res:' .. agent), num('used'), num('res')
 local block_at, pause_at = tonumber(ARGV[6]), tonumber(ARGV[7])
 local critical, borrowed, first = ARGV[8] == '1', 0, 0
-if status == 'ok' then
+if status == 'ok' and not again then
   local sprint_load, agent_load = s_used + s_res + tokens, a_used + a_res + tokens
   if sprint_load > math.floor(sprint_limit * block_at) then
     status = 'sprint'
@@ -83,7 +88,7 @@ end
 if status == 'agent' or status == 'sprint' then
   first = redis.call('HSETNX', acct, 'flag:block:' .. agent, 1)
 end
-if status == 'ok' then
+if status == 'ok' and not again then
   redis.call('HSET', holds, id, tokens .. ' ' .. agent)
   redis.call('ZADD', expiry, now + tonumber(ARGV[12]), id)
   add('res', agent, tokens)
@@ -100,10 +105,14 @@ _COMMIT = (
 -- ARGV: 1 agent, 2 hold id, 3 tokens used, 4 tokens saved, 5 agent budget, 6 sprint budget,
 --       7 alert_at, 8 block_at, 9 low_remaining, 10 expire-at ms (0: never)
 -- Returns {agent used, agent reserved, agent limit, sprint used, sprint reserved, sprint limit, fired...}.
-local agent = ARGV[1]
-release(ARGV[2])
-add('used', agent, tonumber(ARGV[3]))
-add('saved', agent, tonumber(ARGV[4]))
+local agent, id = ARGV[1], ARGV[2]
+if not redis.call('ZSCORE', done, id) then  -- else sent again: counted already, report only
+  local held = tonumber(redis.call('ZSCORE', expiry, id) or now)
+  release(id)
+  add('used', agent, tonumber(ARGV[3]))
+  add('saved', agent, tonumber(ARGV[4]))
+  redis.call('ZADD', done, math.max(held, now) + 60000, id)
+end
 local limit = tonumber(ARGV[5]) + num('adj:' .. agent)
 local sprint_limit = tonumber(ARGV[6]) + num('adj')
 local a_used, s_used = num('used:' .. agent), num('used')
@@ -173,23 +182,21 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisLedger(Ledger):
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, store: RedisStore, prefix: str) -> None:
         self._prefix = f"{prefix}budget:"
-        self._reserve = client.register_script(_RESERVE)
-        self._commit = client.register_script(_COMMIT)
-        self._snapshot = client.register_script(_SNAPSHOT)
-        self._reset = client.register_script(_RESET)
-        self._adjust = client.register_script(_ADJUST)
+        self._store = store
+        self._reserve = store.script(_RESERVE)
+        self._commit = store.script(_COMMIT)
+        self._snapshot = store.script(_SNAPSHOT)
+        self._reset = store.script(_RESET)
+        self._adjust = store.script(_ADJUST)
 
     def keys(self, bucket: str) -> list[str]:
         base = self._prefix + bucket
-        return [f"{base}:acct", f"{base}:holds", f"{base}:expiry", f"{base}:seats"]
+        return [f"{base}:{name}" for name in ("acct", "holds", "expiry", "seats", "done")]
 
     async def _run(self, script: Any, bucket: str, *args: object) -> Any:
-        try:
-            return await script(keys=self.keys(bucket), args=list(args))
-        except (TimeoutError, aioredis.RedisError, OSError) as exc:
-            raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
+        return await self._store.timed("budget", script(keys=self.keys(bucket), args=list(args)))
 
     async def reserve(self, bucket: str, ask: Ask) -> Verdict:
         out = await self._run(

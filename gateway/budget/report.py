@@ -6,6 +6,7 @@ ledger enforces (limits include the operator's adjustments).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.budget.ledger import Account, Accounts, cap
@@ -45,8 +46,11 @@ def _line(sprint: SprintConfig, account: Account, limit: int, pause: bool = Fals
     }
 
 
-def describe(sprint: SprintConfig, period: Period | None, accounts: Accounts) -> dict[str, Any]:
-    """The admin view of one sprint (``period`` None: not running now, nothing to show but the policy)."""
+def describe(
+    sprint: SprintConfig, period: Period | None, accounts: Accounts, paused: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The admin view of one sprint (``period`` None: not running now, nothing to show but the policy);
+    an agent in ``paused`` (the runaway brake's pauses) carries its pause as ``brake``."""
     out: dict[str, Any] = {
         "id": sprint.id,
         "running": period is not None,
@@ -62,7 +66,10 @@ def describe(sprint: SprintConfig, period: Period | None, accounts: Accounts) ->
     for name in names:
         account = accounts.agents.get(name, Account())
         limit = agent_base(sprint, name, accounts.seats) + account.adjust
-        agents.append({"agent": name, **_line(sprint, account, limit)})
+        line = {"agent": name, **_line(sprint, account, limit)}
+        if paused and name in paused:
+            line["brake"] = paused[name]
+        agents.append(line)
     out["period"] = {
         "index": period.index,
         "start": period.start,

@@ -3,8 +3,9 @@
 Canonical means sorted keys, no insignificant whitespace and normalised numbers (``0`` and ``0.0`` are
 one value), so two requests that mean the same thing share one entry whatever their JSON looks like.
 Fields that cannot change the answer (streaming, usage reporting, end-user ids, metadata) stay out, so a
-streamed and a non-streamed call share an entry. Any field not listed here counts, so a new answer-
-changing parameter never makes two different requests share an answer.
+streamed and a non-streamed call share an entry: each protocol adapter says which fields count
+(``answer_fields``); any field it does not leave out counts, so a new answer-changing parameter never makes
+two different requests share an answer.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import hashlib
 from typing import Any
 
 import orjson
-
-# Fields that never change what the model answers.
-IGNORED = frozenset({"stream", "stream_options", "user", "metadata", "store", "request_id", "service_tier"})
 
 
 def normalise(value: Any) -> Any:
@@ -29,15 +27,15 @@ def normalise(value: Any) -> Any:
     return value
 
 
-def canonical(endpoint: str, model: str, body: dict[str, Any], scope: str) -> bytes:
-    """The bytes that identify an answer: endpoint, model actually called, answer-changing fields, scope."""
-    fields = {k: v for k, v in body.items() if k not in IGNORED and k != "model"}
+def canonical(endpoint: str, model: str, fields: dict[str, Any], scope: str) -> bytes:
+    """The bytes that identify an answer: endpoint, model actually called, the answer-changing fields
+    (the protocol's ``answer_fields``), scope."""
     document = {"endpoint": endpoint, "model": model, "scope": scope, "request": normalise(fields)}
     return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
-def cache_key(endpoint: str, model: str, body: dict[str, Any], scope: str) -> str:
-    return hashlib.sha256(canonical(endpoint, model, body, scope)).hexdigest()
+def cache_key(endpoint: str, model: str, fields: dict[str, Any], scope: str) -> str:
+    return hashlib.sha256(canonical(endpoint, model, fields, scope)).hexdigest()
 
 
 def deterministic(body: dict[str, Any]) -> bool:

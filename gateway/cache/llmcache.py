@@ -15,13 +15,14 @@ from urllib.parse import quote
 import orjson
 
 from gateway import metrics
-from gateway.cache.entry import CacheEntry, complete
+from gateway.cache.entry import CacheEntry
 from gateway.cache.keys import cache_key, deterministic
 from gateway.cache.singleflight import Lease, SingleFlight
-from gateway.context import RequestContext, Usage
+from gateway.context import CacheOutcome, Request
 from gateway.logs import get_logger
 from gateway.policy.cache import CacheConfig
 from gateway.pricing import PriceBook
+from gateway.protocols import Protocol
 from gateway.store import Store, StoreError
 
 log = get_logger("gateway.cache")
@@ -32,7 +33,7 @@ _MAX_AGE = re.compile(r"max-age\s*=\s*(\d+)")
 class Plan:
     """How the cache treats one request."""
 
-    endpoint: str
+    protocol: Protocol
     key: str
     scope: str
     ttl_s: float
@@ -61,11 +62,13 @@ def terms(
     config: CacheConfig, endpoint: str, cache_control: str | None, is_deterministic: bool
 ) -> tuple[float, bool, float | None] | None:
     """``(ttl, read, max_age)`` for a request, or None when the cache must not be used.
+    ``is_deterministic``: the answer cannot vary (temperature 0, a seed, or a protocol that does not
+    generate text such as embeddings).
 
     Pure, so the what-if replay applies another policy's cache settings exactly as the gateway would."""
     if not config.enabled or endpoint not in config.endpoints:
         return None
-    if config.only_deterministic and endpoint != "embeddings" and not is_deterministic:
+    if config.only_deterministic and not is_deterministic:
         return None
     control = (cache_control or "").lower()
     if "no-store" in control:
@@ -90,45 +93,47 @@ class LLMCache:
         )
         self._last_error_log = 0.0
 
-    def scope_of(self, ctx: RequestContext) -> str:
-        return scope_for(self.config, ctx.team, ctx.agent)
+    def scope_of(self, request: Request) -> str:
+        return scope_for(self.config, request.team, request.agent)
 
-    def plan(self, ctx: RequestContext) -> Plan | None:
-        """None when the cache must not be used for this request (``X-Cache: BYPASS``)."""
-        found = terms(self.config, ctx.endpoint, ctx.cache_control, deterministic(ctx.body))
+    def plan(self, request: Request, model: str) -> Plan | None:
+        """How the cache treats ``request`` sent to ``model``; None when the cache must not be used
+        (``X-Cache: BYPASS``)."""
+        protocol = request.protocol
+        fixed = not protocol.generates or deterministic(request.body)
+        found = terms(self.config, protocol.name, request.cache_control, fixed)
         if found is None:
             return None
         ttl, read, max_age = found
-        scope = self.scope_of(ctx)
-        ctx.cache_key = key = cache_key(ctx.endpoint, ctx.model, ctx.body, scope)
-        return Plan(ctx.endpoint, key, scope, ttl, read, max_age)
+        scope = self.scope_of(request)
+        key = cache_key(protocol.name, model, protocol.answer_fields(request.body), scope)
+        return Plan(protocol, key, scope, ttl, read, max_age)
 
     def entry_key(self, plan: Plan) -> str:
         """The store key: the scope's names are encoded (no ``:`` or ``{}`` of their own), the key is hex."""
         return f"{self.prefix}{plan.scope}:{plan.key}"
 
-    async def fetch(self, ctx: RequestContext, plan: Plan) -> CacheEntry | Lease | None:
-        """A stored or just-produced answer, a lease to produce it, or None (store down: bypass).
+    async def fetch(self, plan: Plan, model: str) -> CacheOutcome:
+        """A stored or just-produced answer (``HIT``), a lease to produce it (``MISS``, or ``BYPASS``
+        when the request must not read), or a plain ``BYPASS`` with neither (store down).
 
         Counts one hit or one miss per request, the same as its ``X-Cache``; a request that must not
         read (``no-cache``, ``max-age=0``) neither looks up nor takes an identical request's answer."""
         if not plan.read:
-            ctx.cache_status = "BYPASS"
-            return self.flights.alone(plan.key)
+            return CacheOutcome("BYPASS", plan.key, lease=self.flights.alone(plan.key))
         try:
             raw = await self.store.get(self.entry_key(plan))
             entry = CacheEntry.decode(raw) if raw is not None else None
             if entry is not None and (plan.max_age_s is None or entry.age <= plan.max_age_s):
-                return self._hit(ctx, entry)
+                return self._hit(plan, model, entry)
             outcome = await self.flights.join(plan.key, self.entry_key(plan))
         except StoreError as exc:
             self._store_trouble("lookup", exc)
-            return None
+            return CacheOutcome("BYPASS", plan.key)
         if isinstance(outcome, CacheEntry):
-            return self._hit(ctx, outcome)
-        ctx.cache_status = "MISS"
-        metrics.CACHE_MISSES.labels(ctx.endpoint).inc()
-        return outcome
+            return self._hit(plan, model, outcome)
+        metrics.CACHE_MISSES.labels(plan.protocol.name).inc()
+        return CacheOutcome("MISS", plan.key, lease=outcome)
 
     async def settle(self, plan: Plan, lease: Lease, status: int, answer: bytes | None) -> None:
         """Store a complete successful answer and hand it to the requests waiting for it.
@@ -153,7 +158,7 @@ class LLMCache:
             parsed = orjson.loads(answer)
         except orjson.JSONDecodeError:
             return None
-        return CacheEntry(time.time(), answer) if complete(plan.endpoint, parsed) else None
+        return CacheEntry(time.time(), answer) if plan.protocol.complete(parsed) else None
 
     async def clear(self, scope: str | None = None, key: str | None = None) -> int:
         """Admin: drop everything, one scope, or one key (within a scope, or in every scope)."""
@@ -163,18 +168,15 @@ class LLMCache:
             return await self.store.delete_matching(self.prefix, f":{key}")
         return await self.store.delete_matching(self.prefix + (f"{scope}:" if scope else ""))
 
-    def _hit(self, ctx: RequestContext, entry: CacheEntry) -> CacheEntry:
-        ctx.cache_status = "HIT"
-        ctx.extra_headers["X-Cache-Age"] = str(int(entry.age))
-        metrics.CACHE_HITS.labels(ctx.endpoint).inc()
-        ctx.usage = usage = Usage.of(entry.body)
+    def _hit(self, plan: Plan, model: str, entry: CacheEntry) -> CacheOutcome:
+        metrics.CACHE_HITS.labels(plan.protocol.name).inc()
+        usage = plan.protocol.usage(orjson.loads(entry.body))
         if usage is not None:
-            ctx.tokens_saved, ctx.saved_reason = usage.total, "cache"
             metrics.CACHE_TOKENS_SAVED.inc(usage.total)
-            cost = self.prices.cost(ctx.model, usage.prompt_tokens, usage.completion_tokens)
+            cost = self.prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
             if cost:
                 metrics.CACHE_COST_SAVED.inc(cost)
-        return entry
+        return CacheOutcome("HIT", plan.key, entry, usage=usage)
 
     def _store_trouble(self, operation: str, exc: Exception) -> None:
         metrics.STORE_ERRORS.labels(f"cache_{operation}").inc()

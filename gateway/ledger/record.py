@@ -20,18 +20,16 @@ import orjson
 from gateway.batcher.eligibility import BatchFacts, shared_context
 from gateway.budget.sprints import select
 from gateway.cache.keys import cache_key, deterministic
-from gateway.context import RequestContext
+from gateway.context import Outcome
 from gateway.ledger.schema import LedgerRecord
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
-from gateway.prompt_cache import provider_cached
+from gateway.protocols import BY_NAME, PROTOCOLS
 from gateway.redact import everywhere
 from gateway.router.rules import RuleSet
 from gateway.tokens import max_output
-from gateway.validation import CHAT, COMPLETIONS, EMBEDDINGS
 
-MODEL_ENDPOINTS = (CHAT, COMPLETIONS, EMBEDDINGS)
-_PATHS = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS}
+MODEL_ENDPOINTS = tuple(BY_NAME)
 _HASH_CHARS = 32
 """Replay keys are truncated SHA-256 hex (128 bits): plenty to tell requests apart, half the bytes."""
 
@@ -78,8 +76,8 @@ def routing_baseline(policy: Policy) -> str | None:
 
 
 def endpoint_of(path: str) -> str:
-    if path in _PATHS:
-        return _PATHS[path]
+    if path in PROTOCOLS:
+        return PROTOCOLS[path].name
     return "models" if path.startswith("/v1/models") else "passthrough"
 
 
@@ -93,10 +91,10 @@ class RecordBuilder:
         self.aliases = frozenset(policy.routing.aliases)
         self.baseline = routing_baseline(policy)
 
-    def build(self, done: Finished, ctx: RequestContext | None) -> LedgerRecord:
+    def build(self, done: Finished, outcome: Outcome | None) -> LedgerRecord:
         """One constructor call per record (``dataclasses.replace`` would cost three times as much)."""
         latency_ms = round(done.elapsed * 1000, 2)
-        if ctx is None:
+        if outcome is None:
             return LedgerRecord(
                 done.request_id,
                 endpoint_of(done.path),
@@ -105,46 +103,49 @@ class RecordBuilder:
                 latency_ms,
                 error=done.error,
             )
-        body = ctx.body
-        period = select(self.sprints, ctx.agent, ctx.sprint, done.arrival) if self.sprints else None
-        facts = BatchFacts.of(ctx)
-        model_call = ctx.endpoint in MODEL_ENDPOINTS
-        charge = self._charge(ctx)
+        request, batch, cache = outcome.request, outcome.batch, outcome.cache
+        body = request.body
+        period = select(self.sprints, request.agent, request.sprint, done.arrival) if self.sprints else None
+        facts = BatchFacts.of(request)
+        charge = self._charge(outcome)
+        budget_left = outcome.standing.budget_left
         return LedgerRecord(
             request_id=done.request_id,
-            endpoint=ctx.endpoint,
-            status=ctx.status if ctx.status != 200 else done.status,
+            endpoint=request.endpoint,
+            status=outcome.status if outcome.status != 200 else done.status,
             arrival=done.arrival,
             latency_ms=latency_ms,
             error=done.error,
-            agent=ctx.agent,
-            team=ctx.team,
-            task_type=ctx.task_type,
-            priority=ctx.priority,
-            task_id=ctx.task_id,
-            sprint=period.sprint.id if period else ctx.sprint,
-            requested_model=ctx.requested_model,
-            model=ctx.model,
-            rule=ctx.route_reason,
-            prompt_estimate=ctx.prompt_estimate,
+            agent=request.agent,
+            team=request.team,
+            task_type=request.task_type,
+            priority=request.priority,
+            task_id=request.task_id,
+            sprint=period.sprint.id if period else request.sprint,
+            requested_model=request.requested_model,
+            model=outcome.model,
+            rule=outcome.route_reason,
+            prompt_estimate=request.prompt_estimate,
             max_tokens=max_output(body, 0) or None,
-            lines=ctx.lines_estimate,
-            budget_left=round(ctx.budget_left, 4) if ctx.budget_left is not None else None,
-            stream=ctx.stream or None,
-            upstream_ms=round(ctx.upstream_seconds * 1000, 2),
-            cache=ctx.cache_status,
-            cache_key=ctx.cache_key,
-            content_key=cache_key(ctx.endpoint, "", body, "")[:_HASH_CHARS] if model_call else None,
-            cache_control=(ctx.cache_control or "")[:64] or None,
+            lines=request.lines_estimate,
+            budget_left=round(budget_left, 4) if budget_left is not None else None,
+            stream=request.stream or None,
+            upstream_ms=round(outcome.upstream_seconds * 1000, 2),
+            cache=cache.status,
+            cache_key=cache.key,
+            content_key=cache_key(request.endpoint, "", request.protocol.answer_fields(body), "")[
+                :_HASH_CHARS
+            ],
+            cache_control=(request.cache_control or "")[:64] or None,
             deterministic=deterministic(body) or None,
-            batchable=ctx.batchable,
+            batchable=request.batchable,
             task_tokens=facts.task_tokens(),
             batch_group=(
                 cache_key("batch", "", shared_context(body), "")[:_HASH_CHARS] if facts.fits else None
             ),
-            batch_id=ctx.batch_id,
-            batch_size=ctx.batch_size or None,
-            batch_wait_ms=round(ctx.batch_wait_s * 1000, 2) if ctx.batch_wait_s else None,
+            batch_id=batch.batch_id if batch else None,
+            batch_size=(batch.size or None) if batch else None,
+            batch_wait_ms=round(batch.wait_s * 1000, 2) if batch and batch.wait_s else None,
             prompt_tokens=charge.prompt_tokens,
             completion_tokens=charge.completion_tokens,
             tokens_used=charge.tokens_used,
@@ -155,23 +156,23 @@ class RecordBuilder:
             baseline_cost_usd=charge.baseline_cost_usd,
             cached_input_tokens=charge.cached_input_tokens,
             provider_cache_saved_usd=charge.provider_cache_saved_usd,
-            prompt=(body.get("messages") or body.get("prompt") or body.get("input"))
-            if self.include_prompts
-            else None,
+            prompt=request.protocol.prompt(body) if self.include_prompts else None,
         )
 
-    def _charge(self, ctx: RequestContext) -> Charge:
-        usage = ctx.usage
+    def _charge(self, outcome: Outcome) -> Charge:
+        usage, requested = outcome.usage, outcome.request.requested_model
         if usage is None:
             return NO_CHARGE
-        hit = ctx.cache_status == "HIT"
-        baseline = self.baseline if ctx.requested_model in self.aliases else ctx.requested_model
+        hit = outcome.cache.status == "HIT"
+        baseline = self.baseline if requested in self.aliases else requested
         # Alone and uncached, the request would have cost its own usage, plus what its batch saved
         # (all prompt tokens: a batch member's completion is the same as it would be alone).
-        extra = ctx.tokens_saved if ctx.saved_reason == "batch" else 0
-        cached = provider_cached(usage)
-        full = self.prices.cost(ctx.model, usage.prompt_tokens, usage.completion_tokens)
-        cost = self.prices.cost(ctx.model, usage.prompt_tokens, usage.completion_tokens, cached)
+        extra = outcome.tokens_saved if outcome.saved_reason == "batch" else 0
+        # The provider bills prompt-cache reads (and writes) at their own rates; the saving is the
+        # reads' discount on what the same prompt would have cost uncached.
+        cached, writes, model = usage.cached_input_tokens, usage.cache_write_tokens, outcome.model
+        full = self.prices.cost(model, usage.prompt_tokens, usage.completion_tokens, 0, writes)
+        cost = self.prices.cost(model, usage.prompt_tokens, usage.completion_tokens, cached, writes)
         cache_saved = full - cost if full is not None and cost is not None and cached and not hit else None
         if hit and cost is not None:
             cost = 0.0  # priced (so the saving is known) but free
@@ -182,8 +183,8 @@ class RecordBuilder:
             usage.prompt_tokens,
             usage.completion_tokens,
             0 if hit else usage.total,
-            ctx.tokens_saved or None,
-            ctx.saved_reason,
+            outcome.tokens_saved or None,
+            outcome.saved_reason,
             round(cost, 8) if cost is not None else None,
             baseline,
             round(before, 8) if before is not None else None,

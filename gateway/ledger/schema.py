@@ -110,7 +110,7 @@ class LedgerRecord:
         (prompt tokens only: a batch member's completion is what it would be alone)."""
         usage = self.usage
         if usage is not None and self.saved_reason == "batch":
-            usage.prompt_tokens += self.tokens_saved or 0
+            return Usage(usage.prompt_tokens + (self.tokens_saved or 0), usage.completion_tokens)
         return usage
 
     def to_record(self) -> dict[str, Any]:

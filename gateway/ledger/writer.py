@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from gateway import metrics
-from gateway.context import RequestContext
+from gateway.context import Outcome
 from gateway.ledger.record import Finished, RecordBuilder, written
 from gateway.ledger.sinks import FileSink, Sink, StreamSink
 from gateway.logs import get_logger
@@ -24,7 +24,7 @@ from gateway.pricing import PriceBook
 from gateway.store import Store
 
 log = get_logger("gateway.ledger")
-Item = tuple[Finished, RequestContext | None] | dict[str, Any]
+Item = tuple[Finished, Outcome | None] | dict[str, Any]
 _WARN_EVERY_S = 10.0
 _LINGER_S = 0.05
 """After the first record of a batch, wait this long for more: one write then carries many records."""
@@ -50,9 +50,9 @@ class RequestLedger:
             sink = FileSink(config.file, config.file_max_bytes, config.file_backups)
         return cls(sink, RecordBuilder(policy, prices), config.queue_size, config.batch_size)
 
-    def record(self, done: Finished, ctx: RequestContext | None) -> None:
+    def record(self, done: Finished, outcome: Outcome | None) -> None:
         """Queue one request's record; never raises, never waits."""
-        self._put((done, ctx))
+        self._put((done, outcome))
 
     def note(self, line: dict[str, Any]) -> None:
         """Queue another line for the same destination (heartbeats, with the local file)."""

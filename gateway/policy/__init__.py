@@ -24,6 +24,7 @@ from gateway.policy.core import (
     StoreConfig,
 )
 from gateway.policy.ledger import LedgerConfig
+from gateway.policy.limits import LimitsConfig
 from gateway.policy.loader import ConfigError, describe_validation_error, interpolate, read_yaml
 from gateway.policy.routing import RoutingConfig, check_routing
 
@@ -57,6 +58,8 @@ class Policy(Section):
     """Model routing: aliases and rules."""
     budgets: BudgetConfig = BudgetConfig()
     """Token budgets per sprint."""
+    limits: LimitsConfig = LimitsConfig()
+    """Rate limits (requests, tokens, in flight) across replicas, and the runaway brake."""
     autoscaler: AutoscalerConfig = AutoscalerConfig()
     """The autoscaler sidecar (``llm-gateway autoscale``)."""
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
@@ -108,8 +111,10 @@ def check_references(policy: Policy, file: str) -> None:
             raise ConfigError(file, f"providers.{name}.base_url", "must start with http:// or https://")
     check_routing(policy.routing, policy.models, WILDCARD, file)
     check_budgets(policy.budgets, file)
-    store_url = policy.store.url
-    if store_url and not store_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(
-            file, "store.url", "must be a redis://, rediss:// or unix:// URL, or empty for memory"
-        )
+    if policy.store.url or policy.store.mode != "auto":
+        from gateway.store.topology import parse  # the one reader of store.url
+
+        try:
+            parse(policy.store)
+        except ValueError as exc:
+            raise ConfigError(file, "store.url", str(exc)) from None

@@ -40,12 +40,43 @@ class ServerConfig(Section):
     ``${GATEWAY_ADMIN_KEY:-}``."""
 
 
+class StoreTls(Section):
+    """TLS for ``rediss://`` URLs (and ``rediss+cluster://``, ``rediss+sentinel://``)."""
+
+    ca_file: str = ""
+    """CA bundle that signed the servers' certificates; empty: the system's CAs."""
+    cert_file: str = ""
+    """Client certificate, for servers that require mutual TLS."""
+    key_file: str = ""
+    """Client certificate's key, for servers that require mutual TLS."""
+    verify: bool = True
+    """Check the servers' certificates and host names (turn off only for a test server)."""
+
+
 class StoreConfig(Section):
     """Where shared state lives: cache entries, budget counters, the routing log, locks, the ledger."""
 
     url: str = ""
-    """``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, password in the URL; empty means the in-process
-    memory store (one process). The default policy reads ``${REDIS_URL:-}``."""
+    """Empty: the in-process memory store (one process). One server: ``redis://``, ``rediss://`` (TLS),
+    ``unix://``. Redis Cluster: ``redis+cluster://HOST:PORT[,HOST:PORT...]`` (any nodes; or
+    ``mode: cluster``). Sentinel: ``redis+sentinel://HOST:26379[,HOST:26379...]/MASTER[/DB]``. The
+    default policy reads ``${REDIS_URL:-}``."""
+    mode: Literal["auto", "single", "cluster", "sentinel"] = "auto"
+    """``auto``: from the URL scheme; ``cluster`` / ``sentinel`` with a plain ``redis://`` URL."""
+    username: str = ""
+    """ACL user of the data nodes (overrides the URL's; ``${ENV}`` keeps it out of files)."""
+    password: str = ""
+    """Password of the data nodes (overrides the URL's; ``${ENV}`` keeps it out of files)."""
+    sentinel_master: str = ""
+    """The master name Sentinel knows (besides the URL's path)."""
+    sentinels: list[str] = []
+    """Extra sentinel ``HOST:PORT`` addresses, besides the URL's."""
+    sentinel_username: str = ""
+    """ACL user of the sentinels themselves, when it differs from the data nodes'."""
+    sentinel_password: str = ""
+    """Password of the sentinels themselves, when it differs from the data nodes'."""
+    tls: StoreTls = StoreTls()
+    """TLS settings for ``rediss://`` (and its cluster and Sentinel forms)."""
     prefix: str = "llmgw:"
     """Prefix of every Redis key the gateway and the autoscaler write (streams are named as given)."""
     memory_max_items: int = Field(100_000, ge=1)
@@ -53,10 +84,16 @@ class StoreConfig(Section):
     memory_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Bytes the in-process memory store keeps; the least recently used entries go first."""
     max_connections: int = Field(64, ge=1)
-    """Redis connection pool size per process; beyond it an operation waits for a free connection (up to
-    ``socket_timeout_s``)."""
+    """Redis connection pool size per process (and per node on a cluster); beyond it an operation waits
+    for a free connection (up to ``socket_timeout_s``)."""
     socket_timeout_s: float = Field(2.0, gt=0)
     """Redis connect, read and pool-wait timeout; a store that does not answer in time is an error."""
+    retries: int = Field(4, ge=0, le=20)
+    """Retries of a command after a connection error or timeout (jittered exponential backoff)."""
+    retry_backoff_max_s: float = Field(0.5, gt=0)
+    """The longest wait between two retries."""
+    health_check_interval_s: float = Field(5.0, ge=0)
+    """A connection idle this long is PINGed before use, so a dead one is replaced, not failed on."""
 
 
 NAME_PATTERN = r"^[A-Za-z0-9_.@\-]{1,128}$"

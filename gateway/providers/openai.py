@@ -13,7 +13,13 @@ import aiohttp
 from gateway.providers.base import Provider, ProviderRequest, UpstreamReply
 
 _JSON = {"Content-Type": "application/json"}
-_RELAYED = ("openai-processing-ms", "openai-version", "retry-after", "x-request-id")
+_RELAYED = (
+    "openai-processing-ms",
+    "openai-version",
+    "retry-after",
+    "x-request-id",
+    *(f"x-ratelimit-{f}-{r}" for f in ("limit", "remaining", "reset") for r in ("requests", "tokens")),
+)
 """The allow-list of provider headers a client sees (values redacted); everything else (cookies, rate-limit
 internals, whatever a provider echoes back) stays here."""
 _CREDENTIAL_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})

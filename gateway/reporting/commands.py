@@ -1,18 +1,22 @@
 """The ``report`` and ``replay`` subcommands: arguments, and errors turned into exit statuses.
 
-Exit 0 on success, 1 when the ledger cannot be read, 2 for a bad argument.
+Exit 0 on success, 1 when the ledger cannot be read or the output file cannot be written, 2 for a bad
+argument.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gateway.policy import Policy
 
 FORMATS = ("table", "json", "markdown")
+REPORT_FORMATS = (*FORMATS, "html")
 
 
 def add(commands: Any, subcommand: Callable[..., argparse.ArgumentParser], config_help: str) -> None:
@@ -27,6 +31,7 @@ def add(commands: Any, subcommand: Callable[..., argparse.ArgumentParser], confi
         """
         llm-gateway report --since 7d
         llm-gateway report --redis redis://localhost:6379/0 --sprint team-a --format markdown
+        llm-gateway report --format html --output report.html
         """,
     )
     report.add_argument("--config", help=config_help)
@@ -34,7 +39,8 @@ def add(commands: Any, subcommand: Callable[..., argparse.ArgumentParser], confi
         "--ledger", help="ledger file or redis:// URL (default: the policy's store.url, else ledger.file)"
     )
     report.add_argument("--redis", metavar="URL", help="read the ledger stream from this Redis")
-    _filters(report)
+    report.add_argument("--output", metavar="FILE", help="write the report to this file (default: stdout)")
+    _filters(report, REPORT_FORMATS)
     replay = subcommand(
         commands,
         "replay",
@@ -44,14 +50,14 @@ def add(commands: Any, subcommand: Callable[..., argparse.ArgumentParser], confi
     )
     replay.add_argument("ledger", help="ledger file or redis:// URL")
     replay.add_argument("--config", required=True, help="the policy to try")
-    _filters(replay)
+    _filters(replay, FORMATS)
 
 
-def _filters(parser: argparse.ArgumentParser) -> None:
+def _filters(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
     parser.add_argument("--sprint", metavar="ID", help="only requests of this sprint")
     parser.add_argument("--since", metavar="T", help="ISO 8601 time or a span ago (30m, 12h, 7d)")
     parser.add_argument("--until", metavar="T", help="ISO 8601 time or a span ago")
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--format", choices=formats, default="table")
 
 
 def run(args: argparse.Namespace, policy: Policy) -> int:
@@ -72,8 +78,17 @@ def run(args: argparse.Namespace, policy: Policy) -> int:
     configure("error")  # the replayed budget stage would log its alerts; only the report goes to stdout
     location = args.ledger or getattr(args, "redis", None) or default_location(policy)
     command = report.run if args.command == "report" else compare.run
+    output = getattr(args, "output", None)
+    buffer = io.StringIO() if output else None
     try:
-        return command(policy, location, selection, args.format)
+        status = command(policy, location, selection, args.format, buffer)
     except SourceError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
+    if output and buffer is not None:  # written once complete: a failed read leaves no half file
+        try:
+            Path(output).write_text(buffer.getvalue(), encoding="utf-8")
+        except OSError as exc:
+            print(f"{name}: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    return status

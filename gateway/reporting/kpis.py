@@ -53,6 +53,8 @@ TARGETS = (
 
 @dataclass(slots=True)
 class AgentLine:
+    """What one agent (or one model) used."""
+
     requests: int = 0
     tokens_used: int = 0
     tokens_saved: int = 0
@@ -90,6 +92,8 @@ class Summary:
     added: list[float] = field(default_factory=list)
     uptime: dict[str, float] = field(default_factory=dict)
     agents: dict[str, AgentLine] = field(default_factory=dict)
+    models: dict[str, AgentLine] = field(default_factory=dict)
+    """Model used -> its requests, tokens and cost (the HTML report's per-model charts)."""
     routing: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """(requested model, model used, reason) -> requests."""
 
@@ -166,11 +170,9 @@ def summarize(outcomes: Iterable[Outcome], uptime: dict[str, float] | None = Non
             if o.added_ms is not None:
                 summary.added.append(o.added_ms)
         if o.agent is not None:
-            line = summary.agents.setdefault(o.agent, AgentLine())
-            line.requests += 1
-            line.tokens_used += o.tokens_used
-            line.tokens_saved += o.saved_cache + o.saved_batch
-            line.cost_usd += o.cost_usd or 0.0
+            _charge(summary.agents.setdefault(o.agent, AgentLine()), o)
+        if o.model:
+            _charge(summary.models.setdefault(o.model, AgentLine()), o)
         if o.model and o.status == 200:
             summary.routing[(o.requested_model or "", o.model, o.rule or "")] += 1
     summary.batches = len(batch_ids)
@@ -187,6 +189,13 @@ def _credited(o: Outcome, alone: dict[str, int]) -> Outcome:
     elif o.cache == "HIT" and alone.get(o.cache_key, 0) > o.saved_cache:
         o.saved_cache = alone[o.cache_key]
     return o
+
+
+def _charge(line: AgentLine, o: Outcome) -> None:
+    line.requests += 1
+    line.tokens_used += o.tokens_used
+    line.tokens_saved += o.saved_cache + o.saved_batch
+    line.cost_usd += o.cost_usd or 0.0
 
 
 def _count_status(summary: Summary, o: Outcome) -> None:

@@ -23,7 +23,7 @@ from gateway.batcher.eligibility import BatchFacts, admits
 from gateway.budget import AlertSink, BudgetManager, Hold
 from gateway.budget.memory import MemoryLedger
 from gateway.cache.llmcache import scope_for, terms
-from gateway.context import RequestContext, Usage
+from gateway.context import NO_BUDGET, Request, Usage
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.ledger.record import MODEL_ENDPOINTS, routing_baseline
 from gateway.ledger.schema import LedgerRecord as Record
@@ -31,11 +31,11 @@ from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.policy.budget import WebhookConfig
 from gateway.pricing import PriceBook
+from gateway.protocols import BY_NAME
 from gateway.reporting.outcome import BUDGET_REFUSALS, Outcome, recorded
 from gateway.reporting.replay_batch import BatchWindow, Member, Sent, batch_sizes, shares
 from gateway.reporting.replay_cache import CacheReplay
 from gateway.router.rules import RuleSet
-from gateway.router.stage import ROUTED_ENDPOINTS
 from gateway.tokens import max_output
 
 USD_DIGITS = 8
@@ -47,9 +47,10 @@ class Pending:
     """One request on its way through the replayed stages."""
 
     record: Record
-    ctx: RequestContext
+    ctx: Request
     hold: Hold | None
     rule: str
+    model: str
     cache: str = "BYPASS"
     served: Usage | None = None
     """The answer's usage: the request's own recorded answer, or the cached one for a new hit."""
@@ -107,22 +108,22 @@ class Replay:
             self._done(record, _refused(record, exc))
             return
         if record.error in BUDGET_REFUSALS:  # admitted now, but there is no answer to replay
-            await self._settle(hold, ctx)
+            await self._settle(hold, None, hit=False)
             self._done(record, replace(recorded(record), unknown=True))
             return
         try:
-            ctx.model, rule = self._route(ctx)
+            model, rule = self._route(ctx, hold)
         except InvalidRequest as exc:
-            await self._settle(hold, ctx)
+            await self._settle(hold, None, hit=False)
             self._done(record, _refused(record, exc))
             return
-        pending = Pending(record, ctx, hold, rule)
+        pending = Pending(record, ctx, hold, rule, model)
         if record.status == 200:
             pending.alone = record.alone
         self._through_cache(pending)
         tokens = self._batchable(pending)
         if pending.cache != "HIT" and pending.alone is not None and tokens is not None:
-            key = (ctx.model, record.batch_group, scope_for(self.policy.cache, ctx.team, ctx.agent))
+            key = (model, record.batch_group, scope_for(self.policy.cache, ctx.team, ctx.agent))
             member = Member(
                 pending, self.now, ctx.prompt_estimate, tokens, pending.alone, record.batch_id, record.usage
             )
@@ -130,11 +131,11 @@ class Replay:
             return
         await self._finish(pending)
 
-    def _route(self, ctx: RequestContext) -> tuple[str, str]:
+    def _route(self, ctx: Request, hold: Hold | None) -> tuple[str, str]:
         """The model and reason, decided as the routing stage does (``gateway/router/stage.py``)."""
         config, name = self.policy.routing, ctx.requested_model
         alias = name in self.aliases
-        routed = ctx.endpoint in ROUTED_ENDPOINTS
+        routed = ctx.protocol.routable
         if self.rules is None or not (alias or (config.rewrite_concrete_models and routed)):
             return name, "requested"
         if alias and not routed:
@@ -142,17 +143,19 @@ class Replay:
                 f"'{name}' is a routing alias for chat and completions.", code="model_not_found"
             )
         output = max_output(ctx.body, config.assumed_output_tokens)
-        decision = self.rules.decide(ctx, output, concrete=not alias)
+        standing = hold.standing if hold is not None else NO_BUDGET
+        decision = self.rules.decide(ctx, standing, output, concrete=not alias)
         return decision.model, decision.reason
 
     def _through_cache(self, pending: Pending) -> None:
         record, ctx = pending.record, pending.ctx
-        found = terms(self.policy.cache, ctx.endpoint, ctx.cache_control, bool(record.deterministic))
+        fixed = bool(record.deterministic) or not ctx.protocol.generates
+        found = terms(self.policy.cache, ctx.endpoint, ctx.cache_control, fixed)
         content = record.content_key
         if found is None or content is None:
             return
         ttl, read, max_age = found
-        key = (content, ctx.model, scope_for(self.policy.cache, ctx.team, ctx.agent))
+        key = (content, pending.model, scope_for(self.policy.cache, ctx.team, ctx.agent))
         entry = self.cache.lookup(key, self.now, max_age) if read else None
         if entry is not None:
             pending.cache, pending.served = "HIT", record.usage or entry.usage
@@ -186,18 +189,18 @@ class Replay:
 
     async def _finish(self, pending: Pending) -> None:
         outcome = self._outcome(pending)
-        pending.ctx.cache_status = pending.cache
-        pending.ctx.usage = pending.served if pending.cache == "HIT" else pending.share or pending.alone
-        await self._settle(pending.hold, pending.ctx)
+        hit = pending.cache == "HIT"
+        usage = pending.served if hit else pending.share or pending.alone
+        await self._settle(pending.hold, usage, hit)
         self._done(pending.record, outcome)
 
-    async def _settle(self, hold: Hold | None, ctx: RequestContext) -> None:
+    async def _settle(self, hold: Hold | None, usage: Usage | None, hit: bool) -> None:
         if hold is not None:
-            await self.budget.settle(hold, ctx)
+            await self.budget.settle(hold, usage, hit)
 
     def _outcome(self, pending: Pending) -> Outcome:
         record, ctx = pending.record, pending.ctx
-        outcome = replace(recorded(record), model=ctx.model, rule=pending.rule, cache=pending.cache)
+        outcome = replace(recorded(record), model=pending.model, rule=pending.rule, cache=pending.cache)
         outcome.batch_id = None
         outcome.tokens_used = outcome.saved_cache = outcome.saved_batch = 0
         outcome.cost_usd = outcome.baseline_cost_usd = None
@@ -212,7 +215,7 @@ class Replay:
         outcome.saved_cache = baseline_usage.total if hit else 0
         outcome.saved_batch = baseline_usage.total - used.total if pending.share else 0
         outcome.batch_id = pending.batch_id
-        cost = self.prices.cost(ctx.model, used.prompt_tokens, used.completion_tokens)
+        cost = self.prices.cost(pending.model, used.prompt_tokens, used.completion_tokens)
         baseline = self.baseline if ctx.requested_model in self.aliases else ctx.requested_model
         if baseline and cost is not None:  # rounded as the ledger records them
             outcome.cost_usd = round(cost, USD_DIGITS)
@@ -231,7 +234,7 @@ class Replay:
         if pending.cache == "HIT":
             return own
         if record.cache == "HIT":
-            call = self.upstream_ms.get(pending.ctx.model, self.upstream_ms.get("", 0.0))
+            call = self.upstream_ms.get(pending.model, self.upstream_ms.get("", 0.0))
         else:
             call = max(0.0, upstream - (record.batch_wait_ms or 0.0))
         return own + call + pending.wait_s * 1000
@@ -246,11 +249,11 @@ def _replayable(record: Record) -> bool:
     return status == 200 or status >= 499 or record.error in BUDGET_REFUSALS
 
 
-def _context(record: Record) -> RequestContext:
+def _context(record: Record) -> Request:
     """The request as the stages see it, rebuilt from its record (no prompt text is needed)."""
-    return RequestContext(
+    return Request(
         request_id=record.request_id,
-        endpoint=record.endpoint,
+        protocol=BY_NAME[record.endpoint],
         agent=record.agent or "",
         team=record.team or "default",
         task_type=record.task_type,

@@ -200,5 +200,11 @@ def run(policy: Policy, location: str, selection: Selection, fmt: str, out: Text
         out.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         shown = [*tables(summary), prices.price_table(book, models)]
-        out.write(render(fmt, heading("Ledger report", data, summary, selection), shown))
+        title = heading("Ledger report", data, summary, selection)
+        if fmt == "html":
+            from gateway.reporting.html import page
+
+            out.write(page(title, policy, data, summary, shown))
+        else:
+            out.write(render(fmt, title, shown))
     return 0

@@ -24,6 +24,7 @@ from gateway.ledger.sinks import STREAM_FIELD, files_oldest_first
 from gateway.policy import Policy
 from gateway.reporting.progress import Progress
 from gateway.store import _glob_escape
+from gateway.store.topology import connect_sync, is_store_url
 
 PAGE = 1000
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -98,8 +99,8 @@ class LedgerData:
 def read_ledger(
     location: str, policy: Policy, selection: Selection, show_progress: bool = True
 ) -> LedgerData:
-    """Read a ledger: ``location`` is a ``redis://`` (``rediss://``, ``unix://``) URL or a file path."""
-    if location.startswith(("redis://", "rediss://", "unix://")):
+    """Read a ledger: ``location`` is a store URL (one server, cluster or Sentinel) or a file path."""
+    if is_store_url(location):
         data = _read_redis(location, policy, selection, show_progress)
     else:
         data = _read_file(Path(location), selection, show_progress)
@@ -135,7 +136,7 @@ def _read_file(path: Path, selection: Selection, show_progress: bool) -> LedgerD
 
 def _read_redis(url: str, policy: Policy, selection: Selection, show_progress: bool) -> LedgerData:
     config = policy.ledger
-    client = redis.Redis.from_url(url, socket_timeout=30)
+    client = connect_sync(policy.store.model_copy(update={"url": url, "socket_timeout_s": 30}))
     data = LedgerData(f"{url.split('@')[-1]} stream {config.stream}")
     try:
         total = int(client.xlen(config.stream))
@@ -158,7 +159,7 @@ def _read_redis(url: str, policy: Policy, selection: Selection, show_progress: b
     return data
 
 
-def _pages(client: redis.Redis, stream: str, since: float | None) -> Iterator[dict[bytes, bytes]]:
+def _pages(client: Any, stream: str, since: float | None) -> Iterator[dict[bytes, bytes]]:
     """Stream entries oldest first, ``PAGE`` per round trip (entry ids are write times, so a record that
     arrived after ``since`` is never before ``since``'s id)."""
     start = f"{int(since * 1000)}-0" if since is not None else "-"
@@ -171,7 +172,7 @@ def _pages(client: redis.Redis, stream: str, since: float | None) -> Iterator[di
         start = "(" + page[-1][0].decode()
 
 
-def _redis_spans(client: redis.Redis, policy: Policy) -> list[Span]:
+def _redis_spans(client: Any, policy: Policy) -> list[Span]:
     """Ended spans from the heartbeat stream, live ones from the per-instance keys."""
     rows = [fields.get(b"span") for _, fields in client.xrange(policy.ledger.heartbeat_stream)]
     pattern = _glob_escape(f"{policy.store.prefix}heartbeat:") + "*"

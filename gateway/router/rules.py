@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.context import RequestContext
+from gateway.context import Request, Standing
 from gateway.errors import InvalidRequest
 from gateway.policy.core import ModelConfig
 from gateway.policy.routing import TIERS, Choice, Conditions, RoutingConfig, candidate_models
@@ -22,7 +22,7 @@ class Decision:
     guarded: bool = False
     """The context guard moved the request off the model the rule would have picked."""
     downgraded: bool = False
-    """The budget stage asked for a cheaper tier (``ctx.downgrade``) and one was taken."""
+    """The budget stage asked for a cheaper tier (``Standing.downgrade``) and one was taken."""
 
     @property
     def reason(self) -> str:
@@ -32,18 +32,18 @@ class Decision:
         return f"{base};budget-downgrade" if self.downgraded else base
 
 
-def matches(when: Conditions, ctx: RequestContext, priority: str) -> bool:
+def matches(when: Conditions, request: Request, standing: Standing, priority: str) -> bool:
     """Whether every condition of ``when`` holds; unknown facts (no header, no budget) never match."""
-    if when.requested is not None and ctx.requested_model not in when.requested:
+    if when.requested is not None and request.requested_model not in when.requested:
         return False
-    if when.task_types is not None and ctx.task_type not in when.task_types:
+    if when.task_types is not None and request.task_type not in when.task_types:
         return False
     if when.priorities is not None and priority not in when.priorities:
         return False
     return (
-        _within(ctx.prompt_estimate, when.prompt_tokens_above, when.prompt_tokens_below)
-        and _within(ctx.lines_estimate, when.lines_above, when.lines_below)
-        and _within(ctx.budget_left, when.budget_left_above, when.budget_left_below)
+        _within(request.prompt_estimate, when.prompt_tokens_above, when.prompt_tokens_below)
+        and _within(request.lines_estimate, when.lines_above, when.lines_below)
+        and _within(standing.budget_left, when.budget_left_above, when.budget_left_below)
     )
 
 
@@ -72,29 +72,31 @@ class RuleSet:
         """The first candidate of the highest tier offered: what an alias request is priced against."""
         return next((tier[0] for tier in reversed(self.by_tier) if tier), None)
 
-    def decide(self, ctx: RequestContext, output_tokens: int, concrete: bool) -> Decision:
-        """The model for ``ctx``; ``concrete``: the agent named a real model, kept when no rule matches.
-        When the budget asks (``ctx.downgrade``), one tier cheaper (:meth:`downgrade`).
+    def decide(self, request: Request, standing: Standing, output_tokens: int, concrete: bool) -> Decision:
+        """The model for ``request``; ``concrete``: the agent named a real model, kept when no rule matches.
+        When the budget asks (``standing.downgrade``), one tier cheaper (:meth:`downgrade`).
 
         Raises a 400 when the prompt plus ``output_tokens`` fits no candidate's context window."""
-        priority = ctx.priority or self._config.default_priority
-        need = ctx.prompt_estimate + output_tokens
-        decision = self._rule_or_default(ctx, priority, need, concrete)
-        return self.downgrade(decision, need, priority) if ctx.downgrade else decision
+        priority = request.priority or self._config.default_priority
+        need = request.prompt_estimate + output_tokens
+        decision = self._rule_or_default(request, standing, priority, need, concrete)
+        return self.downgrade(decision, need, priority) if standing.downgrade else decision
 
-    def _rule_or_default(self, ctx: RequestContext, priority: str, need: int, concrete: bool) -> Decision:
+    def _rule_or_default(
+        self, request: Request, standing: Standing, priority: str, need: int, concrete: bool
+    ) -> Decision:
         for rule in self._config.rules:
-            if matches(rule.when, ctx, priority):
-                return self._choose(rule.use, rule.name, priority, need, ctx)
+            if matches(rule.when, request, standing, priority):
+                return self._choose(rule.use, rule.name, priority, need, request)
         if concrete:
-            return self._keep(ctx.requested_model, need, ctx)
-        return self._choose(self._config.default, "default", priority, need, ctx)
+            return self._keep(request.requested_model, need, request)
+        return self._choose(self._config.default, "default", priority, need, request)
 
     def downgrade(self, decision: Decision, need: int, priority: str | None = None) -> Decision:
         """The first fitting candidate of a cheaper tier than ``decision``'s (nearest tier first), never
         below ``priority``'s ``downgrade_floor``; the decision itself when nothing cheaper is allowed or fits.
 
-        The budget asks for this past ``alert_at`` (``ctx.downgrade``); the floor keeps critical work on
+        The budget asks for this past ``alert_at`` (``Standing.downgrade``); the floor keeps critical work on
         an adequate model however low the budget runs (the low-budget rule already chose a cheap tier)."""
         floor = self._floor.get(priority or self._config.default_priority, 0)
         for tier in range(self._tier_of.get(decision.model, 0) - 1, floor - 1, -1):
@@ -106,33 +108,33 @@ class RuleSet:
     def fits(self, model: str, need: int) -> bool:
         return self._windows.get(model, 0) >= need
 
-    def _choose(self, choice: Choice, rule: str, priority: str, need: int, ctx: RequestContext) -> Decision:
+    def _choose(self, choice: Choice, rule: str, priority: str, need: int, request: Request) -> Decision:
         if choice.model is not None:
             if self.fits(choice.model, need):
                 return Decision(choice.model, rule)
-            return Decision(self._walk(self._tier_of[choice.model], need, ctx), rule, guarded=True)
+            return Decision(self._walk(self._tier_of[choice.model], need, request), rule, guarded=True)
         assert choice.tier is not None
         tier = min(2, max(0, TIERS.index(choice.tier) + self._shift.get(priority, 0)))
         intended = next(iter(self._order(tier)), None)
-        model = self._walk(tier, need, ctx)
+        model = self._walk(tier, need, request)
         return Decision(model, rule, guarded=model != intended)
 
-    def _keep(self, model: str, need: int, ctx: RequestContext) -> Decision:
+    def _keep(self, model: str, need: int, request: Request) -> Decision:
         """A concrete model no rule rewrote: kept, unless the guard knows its window is too small."""
         if model not in self._windows or self.fits(model, need):
             return Decision(model, "requested")
-        return Decision(self._walk(self._tier_of[model], need, ctx), "requested", guarded=True)
+        return Decision(self._walk(self._tier_of[model], need, request), "requested", guarded=True)
 
     def _order(self, tier: int) -> list[str]:
         """Candidates to try from ``tier``: that tier, larger tiers, then smaller ones (largest first)."""
         tiers = [*range(tier, 3), *range(tier - 1, -1, -1)]
         return [name for t in tiers for name in self.by_tier[t]]
 
-    def _walk(self, tier: int, need: int, ctx: RequestContext) -> str:
+    def _walk(self, tier: int, need: int, request: Request) -> str:
         for name in self._order(tier):
             if self.fits(name, need):
                 return name
-        raise _too_large(ctx.prompt_estimate, need - ctx.prompt_estimate, self._windows, self.by_tier)
+        raise _too_large(request.prompt_estimate, need - request.prompt_estimate, self._windows, self.by_tier)
 
 
 def _too_large(

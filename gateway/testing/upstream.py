@@ -42,10 +42,10 @@ from .upstream_bodies import (
     plan_chat,
     plan_completion,
     prompt_tokens,
-    response,
 )
 from .upstream_files import FileStore
 from .upstream_leaks import LEAK_MODES, leak
+from .upstream_responses import ResponsesApi
 from .upstream_sse import chat_chunks, completion_chunks, split_words, write_sse
 
 __all__ = ["FakeUpstream", "RecordedRequest", "count_tokens", "default_error", "fake_embedding", "main",
@@ -142,6 +142,7 @@ class FakeUpstream:
         self.requests: list[RecordedRequest] = []
         self.counts: Counter[str] = Counter()
         self.files = FileStore(self.answer)
+        self.responses = ResponsesApi()
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._failing_models: dict[str, tuple[int, dict[str, Any] | None]] = {}
@@ -193,6 +194,7 @@ class FakeUpstream:
             self.requests.clear()
             self.counts.clear()
         self.files.clear()
+        self.responses.clear()
         self.latency_s, self.chunk_delay_s, self.expected_key, self.responder = self._defaults
         self.linger_s = 0.0
 
@@ -218,7 +220,7 @@ class FakeUpstream:
         if path == "/v1/embeddings":
             return embeddings(body)
         if path == "/v1/responses":
-            return response(body)
+            return self.responses.answer(body)
         raise ApiError(404, f"Invalid URL (POST {path})")
 
     # -- HTTP ---------------------------------------------------------------------------------------------
@@ -229,7 +231,7 @@ class FakeUpstream:
             web.post("/v1/embeddings", self._embeddings), web.post("/v1/responses", self._responses),
             web.get("/v1/models", self._models), web.get("/v1/models/{model}", self._model),
             web.get("/_fake/stats", self._stats), web.post("/_fake/reset", self._reset),
-            web.post("/_fake/config", self._config), *self.files.routes(),
+            web.post("/_fake/config", self._config), *self.files.routes(), *self.responses.routes(),
         ])
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
@@ -366,11 +368,9 @@ class FakeUpstream:
     async def _embeddings(self, request: web.Request) -> web.Response:
         return _json(embeddings(request[_BODY]))
 
-    async def _responses(self, request: web.Request) -> web.Response:
-        body = request[_BODY]
-        if isinstance(body, dict) and body.get("stream") is True:
-            raise ApiError(400, "The fake upstream does not stream the Responses API.", param="stream")
-        return _json(response(body))
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await self.responses.handle_create(request, request[_BODY], chunk_delay_s=self.chunk_delay_s,
+                                                  break_after=request.get(_BREAK_AFTER))
 
     def _model_object(self, model: str) -> dict[str, Any]:
         return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "system"}

@@ -20,6 +20,7 @@ import orjson
 
 FINGERPRINT = "fp_fake0001"
 EMBEDDING_DIMENSIONS = 8
+MAX_DIMENSIONS = 3072  # text-embedding-3-large's; the spec sets no maximum, the API has one
 MESSAGE_OVERHEAD_TOKENS = 4
 
 Responder = Callable[[dict[str, Any]], str]
@@ -85,21 +86,35 @@ def require(body: Any, name: str) -> Any:
     return body[name]
 
 
-def _limit(body: dict[str, Any], *names: str) -> int | None:
+def integer(body: dict[str, Any], name: str, default: int, minimum: int | None = None,
+            maximum: int | None = None) -> int:
+    """``body[name]`` as the integer JSON Schema means (``2.0`` is one), within the spec's bounds, or the
+    real API's 400; ``default`` when absent or null."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not _is_tokens(value):
+        raise ApiError(400, f"Invalid type for '{name}': expected an integer.", param=name,
+                       code="invalid_type")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ApiError(400, f"Invalid '{name}': integer out of range.", param=name,
+                       code="integer_below_min_value" if minimum is not None and value < minimum
+                       else "integer_above_max_value")
+    return int(value)
+
+
+def _limit(body: dict[str, Any], *names: str, minimum: int | None = None) -> int | None:
+    """The first of ``names`` that is set: an output-token limit (the spec sets no minimum for chat)."""
     for name in names:
-        value = body.get(name)
-        if value is not None:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ApiError(400, f"Invalid '{name}': integer below minimum value.", param=name,
-                               code="integer_below_min_value")
-            return value
+        if body.get(name) is not None:
+            return integer(body, name, 0, minimum)
     return None
 
 
 def _truncate(text: str, limit: int | None) -> tuple[str, str]:
     """Cut ``text`` to ``limit`` tokens like ``max_tokens`` does: (text, finish_reason)."""
     if limit is not None and count_tokens(text) > limit:
-        return text[: limit * 4], "length"
+        return text[: max(limit, 0) * 4], "length"
     return text, "stop"
 
 
@@ -144,22 +159,25 @@ def plan_chat(body: Any, responder: Responder | None = None) -> ChatAnswer:
     if not all(isinstance(m, dict) for m in messages):
         raise ApiError(400, "Invalid type for 'messages': expected an array of objects.", param="messages",
                        code="invalid_type")
-    n = body.get("n") or 1
-    if not isinstance(n, int) or not 1 <= n <= 128:
-        raise ApiError(400, "Invalid 'n': expected an integer between 1 and 128.", param="n")
+    n = integer(body, "n", 1, 1, 128)
     user = last_user_text(messages)
     prompt = prompt_tokens(messages)
     tools, choice = body.get("tools"), body.get("tool_choice")
     if tools and choice != "none":
-        name = tools[0].get("function", {}).get("name", "tool")
-        if isinstance(choice, dict):
-            name = choice.get("function", {}).get("name", name)
+        name = _function_name(choice) or _function_name(tools[0]) or "tool"
         arguments = orjson.dumps({"echo": user}).decode()
         return ChatAnswer(model, n, None, "tool_calls", prompt, count_tokens(name + arguments),
                           tool_name=name, tool_arguments=arguments, tool_id=new_id("call_"))
     text = responder(body) if responder is not None else "echo: " + user
     text, finish = _truncate(text, _limit(body, "max_completion_tokens", "max_tokens"))
     return ChatAnswer(model, n, text, finish, prompt, count_tokens(text))
+
+
+def _function_name(spec: Any) -> str | None:
+    """The function a ``tools`` entry or a ``tool_choice`` names, if it names one."""
+    function = spec.get("function") if isinstance(spec, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def chat_completion(answer: ChatAnswer) -> dict[str, Any]:
@@ -193,13 +211,16 @@ class CompletionAnswer:
 
 def plan_completion(body: Any) -> CompletionAnswer:
     model = require(body, "model")
-    prompt = require(body, "prompt")
-    is_tokens = isinstance(prompt, list) and bool(prompt) and all(isinstance(t, int) for t in prompt)
+    prompt = body.get("prompt")
+    if prompt is None or prompt == []:
+        prompt = "<|endoftext|>"  # the spec's default
+    is_tokens = isinstance(prompt, list) and all(_is_tokens(t) for t in prompt)
     prompts = [prompt] if isinstance(prompt, str) or is_tokens else prompt
-    if not isinstance(prompts, list) or not prompts:
-        raise ApiError(400, "Invalid 'prompt': expected a string or a non-empty array.", param="prompt")
-    n = body.get("n") or 1
-    limit = _limit(body, "max_tokens")
+    if not isinstance(prompts, list) or not all(isinstance(p, str) or _is_input(p) for p in prompts):
+        raise ApiError(400, "Invalid 'prompt': expected a string or an array of strings or tokens.",
+                       param="prompt")
+    n = integer(body, "n", 1, 1, 128)
+    limit = _limit(body, "max_tokens", minimum=0)
     choices, tokens = [], 0
     for item in prompts:
         text = item if isinstance(item, str) else " ".join(map(str, item))
@@ -225,15 +246,28 @@ def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[fl
     return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *(x / norm for x in vector))))
 
 
+def _is_tokens(value: Any) -> bool:
+    """A token id: an integer, whole floats included (orjson reads integers beyond 64 bits as floats)."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer())
+
+
+def _is_input(item: Any) -> bool:
+    """One embeddings input: a non-empty string or a non-empty array of token ids."""
+    if isinstance(item, str):
+        return bool(item)
+    return isinstance(item, list) and bool(item) and all(_is_tokens(t) for t in item)
+
+
 def embeddings(body: Any) -> dict[str, Any]:
     model = require(body, "model")
     raw = require(body, "input")
-    single = isinstance(raw, str) or (isinstance(raw, list) and bool(raw) and isinstance(raw[0], int))
+    single = isinstance(raw, str) or (isinstance(raw, list) and bool(raw) and _is_tokens(raw[0]))
     inputs = [raw] if single else raw
-    if not isinstance(inputs, list) or not inputs or any(item in ("", []) for item in inputs):
+    if not isinstance(inputs, list) or not inputs or not all(_is_input(item) for item in inputs):
         raise ApiError(400, "'$.input' is invalid. Please check the API reference: "
                        "https://platform.openai.com/docs/api-reference.")
-    dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+    dimensions = integer(body, "dimensions", EMBEDDING_DIMENSIONS, 1, MAX_DIMENSIONS)
     as_base64 = body.get("encoding_format") == "base64"
     data, tokens = [], 0
     for index, item in enumerate(inputs):
@@ -246,31 +280,3 @@ def embeddings(body: Any) -> dict[str, Any]:
     return {"object": "list", "data": data, "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
-
-def response(body: Any) -> dict[str, Any]:
-    """A minimal but complete Responses API object answering ``"echo: " + <last user input>``."""
-    model = require(body, "model")
-    raw = require(body, "input")
-    items = [{"role": "user", "content": raw}] if isinstance(raw, str) else raw
-    if not isinstance(items, list) or not items:
-        raise ApiError(400, "Invalid 'input': expected a string or a non-empty array.", param="input")
-    if body.get("instructions"):
-        items = [{"role": "system", "content": body["instructions"]}, *items]
-    text, finish = _truncate("echo: " + last_user_text(items), _limit(body, "max_output_tokens"))
-    in_tokens = prompt_tokens([i for i in items if isinstance(i, dict)])
-    out_tokens = count_tokens(text)
-    now = int(time.time())
-    return {
-        "id": new_id("resp_"), "object": "response", "created_at": now, "completed_at": now,
-        "status": "completed" if finish == "stop" else "incomplete", "error": None,
-        "incomplete_details": None if finish == "stop" else {"reason": "max_output_tokens"},
-        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
-        "model": model, "metadata": body.get("metadata") or {},
-        "output": [{"type": "message", "id": new_id("msg_"), "status": "completed", "role": "assistant",
-                    "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}],
-        "parallel_tool_calls": True, "temperature": 1.0, "tool_choice": "auto", "tools": [], "top_p": 1.0,
-        "text": {"format": {"type": "text"}}, "truncation": "disabled",
-        "usage": {"input_tokens": in_tokens, "input_tokens_details": {"cached_tokens": 0},
-                  "output_tokens": out_tokens, "output_tokens_details": {"reasoning_tokens": 0},
-                  "total_tokens": in_tokens + out_tokens},
-    }

@@ -1,0 +1,29 @@
+"""The wire protocols the gateway serves, one adapter each (see ``base.Protocol``).
+
+The server registers one route per adapter from :data:`PROTOCOLS`; adding a protocol is a module with
+its adapter plus one line here."""
+
+from __future__ import annotations
+
+from gateway.protocols.base import Assembler, Body, Protocol, Usage
+from gateway.protocols.chat import Chat
+from gateway.protocols.completions import Completions
+from gateway.protocols.embeddings import Embeddings
+
+CHAT, COMPLETIONS, EMBEDDINGS = Chat(), Completions(), Embeddings()
+PROTOCOLS: dict[str, Protocol] = {p.route: p for p in (CHAT, COMPLETIONS, EMBEDDINGS)}
+"""Route path → adapter."""
+BY_NAME: dict[str, Protocol] = {p.name: p for p in PROTOCOLS.values()}
+"""Endpoint label → adapter (ledger records, the what-if replay)."""
+
+__all__ = [
+    "BY_NAME",
+    "CHAT",
+    "COMPLETIONS",
+    "EMBEDDINGS",
+    "PROTOCOLS",
+    "Assembler",
+    "Body",
+    "Protocol",
+    "Usage",
+]
