@@ -33,12 +33,13 @@ from gateway.limits import Admission, Limiter
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
-from gateway.protocols import Assembler, Protocol
+from gateway.prompt_cache import with_prompt_cache_key
+from gateway.protocols import Assembler, Body, Protocol
 from gateway.providers import ProviderRequest, UpstreamReply
 from gateway.redact import Holdback, Redactor, redactor
 from gateway.router import Router
 from gateway.sse import UsageWatcher, event_batches, event_data
-from gateway.upstream import ModelCatalog, Upstream, relayed_error, send_once
+from gateway.upstream import ModelCatalog, Target, Upstream, relayed_error, send_once
 from gateway.validation import parse_json
 
 log = get_logger("gateway.pipeline")
@@ -142,7 +143,7 @@ class Pipeline:
         """Send to the provider (with retries and the target's fallbacks) and relay the answer."""
         asked, route = so_far.request, so_far.route
         assert route is not None
-        call = _call(asked, raw)
+        call = _call(asked, raw, self._keyed(asked, route.target))
         sent = time.perf_counter()
         try:
             if self.batcher.eligible(asked):
@@ -163,6 +164,16 @@ class Pipeline:
             return response
         finally:
             relay.upstream_seconds = time.perf_counter() - sent
+
+    def _keyed(self, asked: Request, target: Target) -> Body:
+        """The body with a ``prompt_cache_key`` for its shared prefix, when the policy is on and every
+        provider the call may go to (the target and its fallbacks) takes one; else the body as sent."""
+        if not self.cache.config.prompt_cache_key:
+            return asked.body
+        kinds = {t.provider.config.type for t in self.catalog.chain(target)}
+        kind = kinds.pop() if len(kinds) == 1 else ""
+        scope = self.cache.scope_of(asked)
+        return with_prompt_cache_key(self.cache.config, kind, asked.endpoint, asked.body, scope)
 
     async def passthrough(self, request: web.Request, path: str) -> web.StreamResponse:
         """Any other ``/v1/*`` route, relayed as is to the default provider (files, batches, responses...)."""
@@ -263,13 +274,13 @@ class Pipeline:
         return response
 
 
-def _call(asked: Request, raw: bytes) -> Call:
-    """The upstream call. Streams always ask for usage (tokens must be accounted); what the gateway
-    asked for on the client's behalf is removed again on the way back (the adapter's ``drop``)."""
-    body = asked.protocol.stream_request(asked.body) if asked.stream else None
-    if body is None:
-        return Call(asked.request_id, asked.stream, asked.protocol.upstream_path, asked.body, raw)
-    return Call(asked.request_id, True, asked.protocol.upstream_path, body, orjson.dumps(body))
+def _call(asked: Request, raw: bytes, body: Body) -> Call:
+    """The upstream call for ``body`` (the client's, or with the gateway's ``prompt_cache_key``).
+    Streams always ask for usage (tokens must be accounted); what the gateway asked for on the
+    client's behalf is removed again on the way back (the adapter's ``drop``)."""
+    body = (asked.protocol.stream_request(body) if asked.stream else None) or body
+    sent = raw if body is asked.body else orjson.dumps(body)
+    return Call(asked.request_id, asked.stream, asked.protocol.upstream_path, body, sent)
 
 
 def _usage(asked: Request, answer: bytes) -> Usage | None:

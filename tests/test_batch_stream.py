@@ -60,7 +60,8 @@ def member(task: str, max_tokens: int) -> Request:
 
 def submit(batcher: Batcher, request: Request) -> Any:
     """The batcher's answer to one member: (target, reply, batch result)."""
-    call = Call(request.request_id, False, CHAT.upstream_path, request.body, orjson.dumps(request.body))
+    body = {**request.body, "prompt_cache_key": "llmgw-k"}  # what the pipeline sends alone
+    call = Call(request.request_id, False, CHAT.upstream_path, body, orjson.dumps(body))
     return batcher.submit(request, FakeTarget(), call)  # type: ignore[arg-type]
 
 
@@ -87,6 +88,7 @@ def test_first_answer_leaves_before_the_reply_ends_and_shares_sum_to_the_usage()
         assert sent["stream"] is True and "### Task t1\nshort task" in sent["messages"][-1]["content"], (
             "streamed, shortest expected answer first"
         )
+        assert sent["prompt_cache_key"] == "llmgw-k", "the batch keeps its members' prompt-cache key"
         assert not long_one.done(), "the short answer left while the reply was still streaming"
         upstream.go_on.set()
         await long_one

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
 
 from gateway.context import CacheOutcome, Outcome, Request, Usage
@@ -13,6 +16,11 @@ from gateway.protocols import CHAT
 from gateway.reporting.kpis import summarize
 from gateway.reporting.outcome import recorded
 from gateway.reporting.report import as_json
+from gateway.testing.provider_model import PrefixCache
+from gateway.testing.upstream import FakeUpstream
+from tests.conftest import GATEWAY_KEY, base_policy
+from tests.ledger_helpers import file_lines, running
+from tests.test_gateway_ops import metric
 
 PRICE = TokenPrice(input=2e-6, output=8e-6, cached_input=0.5e-6, cache_write=2e-6, source="test")
 
@@ -104,3 +112,61 @@ def test_a_hit_on_a_batched_answer_saved_what_it_cost_alone() -> None:
     summary = summarize(recorded(r) for r in (miss, hit))
     assert summary.saved_cache == 400 and summary.saved_batch == 300
     assert summary.baseline_tokens == 800, "both requests at their cost alone"
+
+
+LONG_SYSTEM = (
+    "You review Python for the payments team; keep functions small and typed. " * 80
+)  # ~1,500 tokens
+OTHER_KEY = "gw-test-key-frontend"
+
+
+def test_same_prefix_same_scope_lands_on_the_warm_provider_cache_and_is_counted(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    fake_upstream.prefix_cache = PrefixCache(engines=64, seed=3)  # without a key, a warm engine is unlikely
+    ledger = tmp_path / "ledger.jsonl"
+    priced = {
+        "provider": "openai",
+        "price": {"input_per_mtok": 2, "output_per_mtok": 8, "cached_input_per_mtok": 0.5},
+    }
+    keys = [
+        {"key": GATEWAY_KEY, "agent": "dev-1", "team": "backend"},
+        {"key": OTHER_KEY, "agent": "fe-1", "team": "frontend"},
+    ]
+    policy = base_policy(
+        fake_upstream.url,  # type: ignore[attr-defined]
+        ledger={"enabled": True, "file": str(ledger), "heartbeat_interval_s": 0},
+        auth={"keys": keys},
+        models={"gpt-4o-mini": priced},
+    )
+    asks = [
+        ("first", GATEWAY_KEY, "rename x"),
+        ("second", GATEWAY_KEY, "inline y"),
+        ("other-team", OTHER_KEY, "rename x"),
+    ]
+    with running(policy) as url:
+        before = metric(httpx.get(f"{url}/metrics").text, "llm_provider_cached_tokens_total")
+        answers = {}
+        for request_id, key, task in asks:
+            body = {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": task}],
+            }
+            headers = {"Authorization": f"Bearer {key}", "X-Request-Id": request_id}
+            reply = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=5)
+            assert reply.status_code == 200
+            answers[request_id] = reply.json()["usage"]
+        counted = metric(httpx.get(f"{url}/metrics").text, "llm_provider_cached_tokens_total") - before
+    sent = [
+        r.json["prompt_cache_key"] for r in fake_upstream.requests if r.path.endswith("/chat/completions")
+    ]
+    assert len(sent) == 3 and sent[0] == sent[1] != sent[2], "stable within a scope, another scope's own"
+    assert all(k.startswith("llmgw-") and "backend" not in k for k in sent)
+    cached = answers["second"]["prompt_tokens_details"]["cached_tokens"]
+    assert answers["first"]["prompt_tokens_details"]["cached_tokens"] == 0 and cached >= 1024
+    records = {r["request_id"]: r for r in file_lines(ledger)[0]}
+    assert (
+        records["second"]["cached_input_tokens"] == cached and "cached_input_tokens" not in records["first"]
+    )
+    assert records["second"]["provider_cache_saved_usd"] == pytest.approx(cached * 1.5e-6)
+    assert counted == cached + answers["other-team"]["prompt_tokens_details"]["cached_tokens"]

@@ -255,7 +255,7 @@ class Batcher:
         return order
 
     def _batch_body(self, order: list[Member], ids: dict[int, str]) -> dict[str, Any]:
-        first = order[0].request.body
+        first = order[0].call.body  # as sent alone (with the gateway's prompt_cache_key, if any)
         body = {k: v for k, v in first.items() if k not in ("stream", "stream_options", "user", "metadata")}
         tasks = [(ids[id(m)], m.task) for m in order]
         body["messages"] = [*first["messages"][:-1], build_batch_message(tasks)]
