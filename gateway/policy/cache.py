@@ -42,7 +42,8 @@ class CacheConfig(Section):
     prompt_cache_key: bool = True
     """Send the provider a stable ``prompt_cache_key`` (a hash of the cache scope and the leading
     system messages) so repeated long prefixes land on its warm prompt cache and are billed at the
-    cached-input rate. Independent of ``enabled``; only for providers that take the key (``openai``);
-    a client's own key is kept."""
+    cached-input rate. Independent of ``enabled``; sent on chat completions (and their batches) when
+    the model and every fallback are on providers that take the key (``openai``); a client's own key
+    is kept."""
     prompt_cache_min_tokens: int = Field(1024, ge=0)
     """Prefixes shorter than this (estimated tokens) get no key: the provider caches from 1,024."""
