@@ -57,6 +57,12 @@ def test_usage_without_cached_tokens_claims_no_provider_saving() -> None:
     assert record.cost_usd == pytest.approx(2000 * 2e-6 + 100 * 8e-6)
 
 
+def test_a_cache_hit_claims_no_provider_cache_read() -> None:
+    record = _record(Usage(2000, 100, 1536), cache="HIT")
+    assert record.cached_input_tokens is None and record.provider_cache_saved_usd is None
+    assert record.cost_usd == 0
+
+
 def test_report_counts_provider_cache_beside_the_gateways_savings() -> None:
     records = [_record(Usage(2000, 100, 1536)), _record(Usage(1200, 50, 1024))]
     body = as_json(summarize(recorded(r) for r in records))

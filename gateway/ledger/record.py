@@ -188,7 +188,7 @@ class RecordBuilder:
             round(cost, 8) if cost is not None else None,
             baseline,
             round(before, 8) if before is not None else None,
-            cached or None,
+            None if hit else cached or None,  # a hit's stored usage was read by its first request
             round(cache_saved, 8) if cache_saved else None,
         )
 
