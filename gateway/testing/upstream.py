@@ -52,7 +52,8 @@ __all__ = ["FakeUpstream", "RecordedRequest", "count_tokens", "default_error", "
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini", "gpt-3.5-turbo-instruct",
                   "text-embedding-3-small", "text-embedding-3-large")
 _CLOSING = web.AppKey("fake_closing", asyncio.Event)
-_BODY = web.RequestKey("fake_body", object)  # the parsed JSON body (read once, in the middleware)
+# The parsed JSON body (read once, in the middleware): any JSON value, or _INVALID_JSON.
+_BODY: web.RequestKey[Any] = web.RequestKey("fake_body", object)
 _BREAK_AFTER = web.RequestKey("fake_break_after", int)
 _INVALID_JSON = object()
 _ERRORS: dict[int, tuple[str, str, str | None]] = {
@@ -322,7 +323,8 @@ class FakeUpstream:
             elif fault.kind == "break":
                 request[_BREAK_AFTER] = fault.after_chunks
         if self._failing_models and isinstance(body, dict):
-            failing = self._failing_models.get(body.get("model"))
+            model = body.get("model")
+            failing = self._failing_models.get(model) if isinstance(model, str) else None
             if failing is not None:
                 return _json(failing[1] or default_error(failing[0], body.get("model")), failing[0])
         return await handler(request)

@@ -56,9 +56,11 @@ class FileStore:
         self.batches.clear()
 
     def add_file(self, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
-        meta = {"id": new_id("file-"), "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                "filename": filename, "purpose": purpose, "status": "processed", "expires_at": None,
-                "status_details": None}
+        meta: dict[str, Any] = {
+            "id": new_id("file-"), "object": "file", "bytes": len(data), "created_at": int(time.time()),
+            "filename": filename, "purpose": purpose, "status": "processed", "expires_at": None,
+            "status_details": None,
+        }
         self.files[meta["id"]] = (meta, data)
         return meta
 
