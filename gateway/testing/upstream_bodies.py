@@ -29,8 +29,14 @@ class ApiError(Exception):
     """An error the real API would answer with; rendered as ``{"error": {...}}``."""
 
     def __init__(
-        self, status: int, message: str, *, type_: str = "invalid_request_error",
-        param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None,
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -75,13 +81,17 @@ def new_id(prefix: str) -> str:
 def require(body: Any, name: str) -> Any:
     """Return ``body[name]`` or raise the real API's missing-parameter error."""
     if not isinstance(body, dict):
-        raise ApiError(400, "We could not parse the JSON body of your request. The OpenAI API expects a "
-                       "JSON payload, but what was sent was not valid JSON.")
+        raise ApiError(
+            400,
+            "We could not parse the JSON body of your request. The OpenAI API expects a "
+            "JSON payload, but what was sent was not valid JSON.",
+        )
     if body.get(name) is None:
         if name == "model":
             raise ApiError(400, "you must provide a model parameter")
-        raise ApiError(400, f"Missing required parameter: '{name}'.", param=name,
-                       code="missing_required_parameter")
+        raise ApiError(
+            400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
+        )
     return body[name]
 
 
@@ -90,8 +100,12 @@ def _limit(body: dict[str, Any], *names: str) -> int | None:
         value = body.get(name)
         if value is not None:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ApiError(400, f"Invalid '{name}': integer below minimum value.", param=name,
-                               code="integer_below_min_value")
+                raise ApiError(
+                    400,
+                    f"Invalid '{name}': integer below minimum value.",
+                    param=name,
+                    code="integer_below_min_value",
+                )
             return value
     return None
 
@@ -105,10 +119,16 @@ def _truncate(text: str, limit: int | None) -> tuple[str, str]:
 
 def usage(prompt: int, completion: int) -> dict[str, Any]:
     return {
-        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
 
 
@@ -138,11 +158,20 @@ def plan_chat(body: Any, responder: Responder | None = None) -> ChatAnswer:
     model = require(body, "model")
     messages = require(body, "messages")
     if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "Invalid 'messages': empty array. Expected an array with minimum length 1, but "
-                       "got an empty array instead.", param="messages", code="empty_array")
+        raise ApiError(
+            400,
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but "
+            "got an empty array instead.",
+            param="messages",
+            code="empty_array",
+        )
     if not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, "Invalid type for 'messages': expected an array of objects.", param="messages",
-                       code="invalid_type")
+        raise ApiError(
+            400,
+            "Invalid type for 'messages': expected an array of objects.",
+            param="messages",
+            code="invalid_type",
+        )
     n = body.get("n") or 1
     if not isinstance(n, int) or not 1 <= n <= 128:
         raise ApiError(400, "Invalid 'n': expected an integer between 1 and 128.", param="n")
@@ -154,24 +183,49 @@ def plan_chat(body: Any, responder: Responder | None = None) -> ChatAnswer:
         if isinstance(choice, dict):
             name = choice.get("function", {}).get("name", name)
         arguments = orjson.dumps({"echo": user}).decode()
-        return ChatAnswer(model, n, None, "tool_calls", prompt, count_tokens(name + arguments),
-                          tool_name=name, tool_arguments=arguments, tool_id=new_id("call_"))
+        return ChatAnswer(
+            model,
+            n,
+            None,
+            "tool_calls",
+            prompt,
+            count_tokens(name + arguments),
+            tool_name=name,
+            tool_arguments=arguments,
+            tool_id=new_id("call_"),
+        )
     text = responder(body) if responder is not None else "echo: " + user
     text, finish = _truncate(text, _limit(body, "max_completion_tokens", "max_tokens"))
     return ChatAnswer(model, n, text, finish, prompt, count_tokens(text))
 
 
 def chat_completion(answer: ChatAnswer) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None,
-                               "annotations": []}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.content,
+        "refusal": None,
+        "annotations": [],
+    }
     if answer.tool_name is not None:
-        message["tool_calls"] = [{"id": answer.tool_id, "type": "function",
-                                  "function": {"name": answer.tool_name, "arguments": answer.tool_arguments}}]
+        message["tool_calls"] = [
+            {
+                "id": answer.tool_id,
+                "type": "function",
+                "function": {"name": answer.tool_name, "arguments": answer.tool_arguments},
+            }
+        ]
     return {
-        "id": answer.id, "object": "chat.completion", "created": answer.created, "model": answer.model,
-        "choices": [{"index": i, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}
-                    for i in range(answer.n)],
-        "usage": answer.usage, "service_tier": "default", "system_fingerprint": FINGERPRINT,
+        "id": answer.id,
+        "object": "chat.completion",
+        "created": answer.created,
+        "model": answer.model,
+        "choices": [
+            {"index": i, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}
+            for i in range(answer.n)
+        ],
+        "usage": answer.usage,
+        "service_tier": "default",
+        "system_fingerprint": FINGERPRINT,
     }
 
 
@@ -209,10 +263,16 @@ def plan_completion(body: Any) -> CompletionAnswer:
 
 def completion(answer: CompletionAnswer) -> dict[str, Any]:
     return {
-        "id": answer.id, "object": "text_completion", "created": answer.created, "model": answer.model,
-        "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": finish}
-                    for i, (text, finish) in enumerate(answer.choices)],
-        "usage": answer.usage, "system_fingerprint": FINGERPRINT,
+        "id": answer.id,
+        "object": "text_completion",
+        "created": answer.created,
+        "model": answer.model,
+        "choices": [
+            {"text": text, "index": i, "logprobs": None, "finish_reason": finish}
+            for i, (text, finish) in enumerate(answer.choices)
+        ],
+        "usage": answer.usage,
+        "system_fingerprint": FINGERPRINT,
     }
 
 
@@ -230,8 +290,11 @@ def embeddings(body: Any) -> dict[str, Any]:
     single = isinstance(raw, str) or (isinstance(raw, list) and bool(raw) and isinstance(raw[0], int))
     inputs = [raw] if single else raw
     if not isinstance(inputs, list) or not inputs or any(item in ("", []) for item in inputs):
-        raise ApiError(400, "'$.input' is invalid. Please check the API reference: "
-                       "https://platform.openai.com/docs/api-reference.")
+        raise ApiError(
+            400,
+            "'$.input' is invalid. Please check the API reference: "
+            "https://platform.openai.com/docs/api-reference.",
+        )
     dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
     as_base64 = body.get("encoding_format") == "base64"
     data, tokens = [], 0
@@ -242,6 +305,9 @@ def embeddings(body: Any) -> dict[str, Any]:
         if as_base64:
             vector = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": vector})
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
