@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import replace
+from typing import cast
 
 import aiohttp
 import orjson
@@ -159,7 +160,7 @@ class Pipeline:
             response = self._respond(reply, clean, headers)
             relay.status = reply.status
             if reply.status < 400:
-                relay.usage = _usage(asked, response.body)
+                relay.usage = _usage(asked, cast(bytes, response.body))  # _respond() gives it bytes
             return response
         finally:
             relay.upstream_seconds = time.perf_counter() - sent

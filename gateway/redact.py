@@ -87,7 +87,8 @@ class Redactor:
                 spans.append([begin, end])
         if not spans:
             return text
-        out, last = [], 0
+        out: list[str] = []
+        last = 0
         for begin, end in spans:
             out += (text[last:begin], MASK)
             last = end

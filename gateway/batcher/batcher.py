@@ -164,7 +164,7 @@ class Batcher:
         for name in ("max_completion_tokens", "max_tokens"):
             limits = [m.request.body.get(name) for m in order]
             if all(isinstance(x, int) for x in limits):
-                body[name] = sum(limits)  # type: ignore[arg-type]
+                body[name] = sum(limits)
         if self.config.json_mode:
             body["response_format"] = {"type": "json_object"}
         return body
@@ -198,8 +198,8 @@ class Batcher:
                 whole, f"{batch.id}-{batch.task_of(member)}", text, Usage(prompt, completion)
             )
             if not member.future.done():
-                own = UpstreamReply(200, {"content-type": "application/json"}, data)
-                member.future.set_result((target, own, result))
+                reply = UpstreamReply(200, {"content-type": "application/json"}, data)
+                member.future.set_result((target, reply, result))
 
     async def _one_by_one(self, members: list[Member]) -> None:
         async def alone(member: Member) -> None:

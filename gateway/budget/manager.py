@@ -123,7 +123,8 @@ class BudgetManager:
             # (unless a long outage piled up releases already: those holds expire by themselves).
             if len(self._settling) < self.max_pending_releases:
                 self._spawn(self._commit(Hold(period, request.agent, ask.hold_id, 0, share, expires), 0, 0))
-            return self._store_down(exc)
+            self._store_down(exc)
+            return None
         balance = verdict.balance
         self._gauge(period, request.agent, balance)
         if verdict.borrowed:

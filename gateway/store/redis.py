@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException
 
@@ -92,7 +93,8 @@ class RedisStore(Store):
         return RedisLedger(self, prefix)
 
     async def get(self, key: str) -> bytes | None:
-        return await self.timed("get", self.redis.get(key))  # type: ignore[no-any-return]
+        # The client does not decode responses (topology.py): a value is bytes.
+        return cast("bytes | None", await self.timed("get", self.redis.get(key)))
 
     async def set(
         self, key: str, value: bytes, ttl_s: float | None = None, only_if_absent: bool = False
@@ -136,7 +138,11 @@ class RedisStore(Store):
         await self.timed("log_append", pipe.execute())
 
     async def read_log(self, stream: str, count: int) -> list[LogEntry]:
-        rows = await self.timed("log_read", self.redis.xrevrange(stream, count=count))
+        # XREVRANGE gives each entry's id and fields (redis-py types both as optional).
+        rows = cast(
+            "list[tuple[bytes, dict[bytes, bytes]]]",
+            await self.timed("log_read", self.redis.xrevrange(stream, count=count)),
+        )
         return [
             {"id": _text(entry_id), **{_text(k): _text(v) for k, v in data.items()}}
             for entry_id, data in rows
@@ -163,14 +169,16 @@ class RedisStore(Store):
     async def _topology_problems(self) -> list[str]:
         mode = self.topology.mode
         if mode == "cluster":
-            info = await self.timed("check", self.redis.cluster_info())
+            cluster = cast(aioredis.RedisCluster, self.redis)  # connect() made a cluster client
+            info = await self.timed("check", cluster.cluster_info())
             served = int(info.get("cluster_slots_ok", 0))
             if info.get("cluster_state") != "ok" or served < CLUSTER_SLOTS:
                 return [f"Redis Cluster state is {info.get('cluster_state')}: {served} of 16384 slots served"]
-            await self.timed("check", self.redis.ping(target_nodes=self.redis.ALL_NODES))  # type: ignore[union-attr]
+            await self.timed("check", cluster.ping(target_nodes=cluster.ALL_NODES))
             return []
         if mode == "sentinel":
-            pool = self.redis.connection_pool  # type: ignore[union-attr]
+            # connect() made a client on a Sentinel pool
+            pool = cast(SentinelConnectionPool, cast(aioredis.Redis, self.redis).connection_pool)
             try:
                 await self.timed("check", pool.sentinel_manager.discover_master(self.topology.master))
             except StoreError as exc:

