@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
 
-from gateway.testing.redis_server import RedisServer
-from gateway.testing.redis_topologies import RedisClusterGroup
+from tests.fakes.redis_server import RedisServer
+from tests.fakes.redis_topologies import RedisClusterGroup
 
 from .gateway_policy import gateway_policy, write_yaml
 from .litellm_compare import LITELLM_VERSION, LiteLLMUnavailable, is_helper_process, start_litellm

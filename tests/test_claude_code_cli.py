@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.testing.upstream_anthropic import AnthropicUpstream, serve_anthropic
+from tests.fakes.upstream_anthropic import AnthropicUpstream, serve_anthropic
 
 CLAUDE = Path(__file__).parent / "agents" / "claude" / "node_modules" / ".bin" / "claude"
 RECORDED = Path(__file__).parent / "data" / "claude_code_request.json"

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from gateway.testing.upstream import FakeUpstream, RecordedRequest
-from gateway.testing.upstream_responses_bodies import item_text
 from tests.conftest import PROVIDER_KEY as KEY
+from tests.fakes.upstream import FakeUpstream, RecordedRequest
+from tests.fakes.upstream_responses_bodies import item_text
 
 CODEX_DIR = Path(__file__).parent / "agents" / "codex"
 CODEX_BIN = CODEX_DIR / "node_modules" / ".bin" / "codex"

@@ -36,9 +36,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway.testing.upstream import FakeUpstream
-from gateway.testing.upstream_bodies import MAX_DIMENSIONS
 from tests.conftest import GATEWAY_KEY, PROVIDER_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream_bodies import MAX_DIMENSIONS
 from tests.openapi_trim import trim
 
 OPERATIONS = r"^/(chat/completions|completions|embeddings|models|models/\{model\})$"

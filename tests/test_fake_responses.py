@@ -15,9 +15,9 @@ import pytest
 from openai.types.responses import Response, ResponseItem, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from gateway.testing.upstream import FakeUpstream
-from gateway.testing.upstream_responses_bodies import REASONING_TOKENS
 from tests.conftest import PROVIDER_KEY as KEY
+from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream_responses_bodies import REASONING_TOKENS
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 ITEMS: TypeAdapter[Any] = TypeAdapter(ResponseItem)

@@ -22,9 +22,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.testing.background import BackgroundServer
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, PROVIDER_KEY
+from tests.fakes.background import BackgroundServer
+from tests.fakes.upstream import FakeUpstream
 from tests.raw_http import RawResponse, request_bytes, send
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "250"))
@@ -172,8 +172,8 @@ def live(
 
     import yaml
 
-    from gateway.testing.redis_server import free_port
     from tests.conftest import base_policy
+    from tests.fakes.redis_server import free_port
 
     fake, _ = upstream
     policy = base_policy(

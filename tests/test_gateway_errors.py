@@ -16,10 +16,10 @@ from gateway.admin.budgets import MAX_ADJUST
 from gateway.context import BatchResult, Outcome, Request, Route
 from gateway.pipeline import response_headers
 from gateway.protocols import CHAT
-from gateway.testing.upstream import FakeUpstream
 from gateway.upstream import Target
 from gateway.validation import MAX_DEPTH
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, PROVIDER_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 GOOD = {"model": "gpt-4o-mini", "messages": MESSAGES}

@@ -24,8 +24,6 @@ import redis
 import yaml
 
 from gateway.policy import load_policy
-from gateway.testing.redis_server import free_port
-from gateway.testing.upstream import FakeUpstream
 from tests.chart_helpers import (
     CHART,
     FULLNAME,
@@ -45,6 +43,8 @@ from tests.chart_helpers import (
     render,
 )
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.redis_server import free_port
+from tests.fakes.upstream import FakeUpstream
 
 KUBE_VERSION = "1.35.0"
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}

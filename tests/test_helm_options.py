@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from gateway.policy import load_policy
-from gateway.testing.redis_server import free_port
 from tests.chart_helpers import (
     CHART,
     FULLNAME,
@@ -32,6 +31,7 @@ from tests.chart_helpers import (
     policy_text,
     render,
 )
+from tests.fakes.redis_server import free_port
 
 KUBE_VERSION = "1.35.0"
 SCALED_OBJECT = crd_validator("keda-scaledobject-v1alpha1.json")

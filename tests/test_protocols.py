@@ -14,8 +14,8 @@ from gateway.protocols import CHAT, COMPLETIONS, EMBEDDINGS, PROTOCOLS, Usage
 from gateway.protocols.base import Body
 from gateway.protocols.chat import Chat
 from gateway.sse import UsageWatcher
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 AUTH = {"Authorization": f"Bearer {GATEWAY_KEY}"}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import openai
 
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, PROVIDER_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "through litellm"}]
 

@@ -33,8 +33,8 @@ from gateway.policy import Policy
 from gateway.pricing import PriceBook
 from gateway.protocols import CHAT as CHAT_PROTOCOL
 from gateway.redact import Holdback, Redactor, remember
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 AUTH = {"Authorization": f"Bearer {GATEWAY_KEY}"}
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}

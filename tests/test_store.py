@@ -9,7 +9,7 @@ import pytest
 
 from gateway.policy.core import StoreConfig
 from gateway.store import MemoryStore, RedisStore, Store, StoreError, connect_redis, open_store
-from gateway.testing.redis_server import RedisServer
+from tests.fakes.redis_server import RedisServer
 
 
 @pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])

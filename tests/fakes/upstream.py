@@ -5,9 +5,9 @@ vectors from :func:`fake_embedding`) so tests can predict them, and knobs set on
 script the failures a gateway must survive: error statuses with ``Retry-After``, hangs, dropped
 connections, truncated streams and permanently failing models. Knobs are set on the object rather than
 in the request because the proxy under test may rewrite requests; setters are thread-safe because the
-fake usually runs in a :class:`~gateway.testing.background.BackgroundServer` thread.
+fake usually runs in a :class:`~tests.fakes.background.BackgroundServer` thread.
 
-Run standalone for benchmarks: ``python -m gateway.testing.upstream --port 9000 --latency-ms 0``.
+Run standalone for benchmarks: ``python -m tests.fakes.upstream --port 9000 --latency-ms 0``.
 """
 
 from __future__ import annotations
@@ -465,7 +465,7 @@ async def _serve(app: web.Application, host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point: serve a fake upstream until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m gateway.testing.upstream", description="Serve a fake OpenAI-compatible API."
+        prog="python -m tests.fakes.upstream", description="Serve a fake OpenAI-compatible API."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000, help="0 picks a free port (see the 'ready' line)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from gateway.testing.redis_server import RedisServer, free_port
+from tests.fakes.redis_server import RedisServer, free_port
 
 SLOTS = 16384
 BUS_OFFSET = 10000

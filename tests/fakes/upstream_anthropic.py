@@ -4,7 +4,7 @@ It checks what the real API checks (``x-api-key`` or ``Authorization: Bearer``, 
 body, see ``anthropic_bodies``), bills prompt caching at ``cache_control`` breakpoints, streams the real
 event sequence as ``event:`` + ``data:`` lines, and scripts the failures a proxy must survive (429 with
 ``retry-after``, 529 overloaded, 500, slow answers, a stream cut by an ``event: error``). Every request is
-recorded as :class:`~gateway.testing.upstream.RecordedRequest`. :func:`serve_anthropic` serves it for a block.
+recorded as :class:`~tests.fakes.upstream.RecordedRequest`. :func:`serve_anthropic` serves it for a block.
 """
 
 from __future__ import annotations
