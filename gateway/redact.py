@@ -180,8 +180,10 @@ class Holdback:
 
 
 @functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)
 def redactor(secrets: tuple[str, ...]) -> Redactor:
-    """The redactor for one provider's secrets (built once per set of secrets)."""
+    """The redactor for one provider's secrets, built once per set of secrets (not per request: its
+    tables take a pass over every secret); a rotated key gets its own."""
     return Redactor(secrets)
 
 

@@ -9,9 +9,14 @@ first ``SCAN_LIMIT`` characters of a huge prompt and extrapolates, so its cost i
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 SCAN_LIMIT = 64_000
+REMEMBERED_CHARS = 4096
+"""Texts up to this size are estimated once and remembered (``REMEMBERED`` of them): an agent's system
+prompt and tool definitions repeat on every one of its requests."""
+REMEMBERED = 512
 PER_MESSAGE = 4
 PER_IMAGE = 765
 _SYMBOLS = "{}()[];:=<>,.\"'`/\\|_-+*&%$#@!?"
@@ -27,6 +32,17 @@ def estimate_text(text: str, length: int | None = None) -> int:
     its start (a long stream keeps no more than that)."""
     if not text:
         return 0
+    if length is None and len(text) <= REMEMBERED_CHARS:
+        return _remembered(text)
+    return _estimate(text, length)
+
+
+@lru_cache(maxsize=REMEMBERED)
+def _remembered(text: str) -> int:
+    return _estimate(text, None)
+
+
+def _estimate(text: str, length: int | None) -> int:
     sample = text[:SCAN_LIMIT]
     non_ascii = 0 if sample.isascii() else sum(1 for ch in sample if ord(ch) > 127)
     symbols = len(sample) - len(sample.translate(_DROP_SYMBOLS))

@@ -46,6 +46,29 @@ end
 if written or redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 return 0
 """
+_LOOKUP_OR_LOCK = """
+-- KEYS[1] the entry, KEYS[2] its lock (one hash tag); ARGV[1] our token, ARGV[2] lock ttl ms.
+-- {1, entry} when stored; else {0, 1} when the lock is ours now (or already was), {0, 0} when not.
+local entry = redis.call('GET', KEYS[1])
+if entry then return {1, entry} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', KEYS[2]) == ARGV[1] then
+  return {0, 1}
+end
+return {0, 0}
+"""
+_STORE_AND_UNLOCK = """
+-- KEYS[1] the entry, KEYS[2] its lock (one hash tag); ARGV[1] '1' to write ARGV[2] with ttl ARGV[3] ms
+-- ('' = none), ARGV[4] our token: the lock is deleted only while it is still ours.
+if ARGV[1] == '1' then
+  if ARGV[3] == '' then
+    redis.call('SET', KEYS[1], ARGV[2])
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  end
+end
+if redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
 _DOWN = (aioredis.ConnectionError, aioredis.TimeoutError, TimeoutError, OSError)
 """Failures that mean the store cannot be reached (as opposed to a command it refused)."""
 CLUSTER_SLOTS = 16384
@@ -66,6 +89,8 @@ class RedisStore(Store):
         self._slots = asyncio.Semaphore(max_connections) if cluster else contextlib.nullcontext()
         self._delete_if_equal = self.script(_DELETE_IF_EQUAL)
         self._set_if_absent = self.script(_SET_IF_ABSENT)
+        self._lookup_or_lock = self.script(_LOOKUP_OR_LOCK)
+        self._store_and_unlock = self.script(_STORE_AND_UNLOCK)
 
     async def timed(self, operation: str, call: Awaitable[T]) -> T:
         """Await one store call: latency and ``gateway_store_up`` recorded, a failure a StoreError."""
@@ -104,6 +129,31 @@ class RedisStore(Store):
             args = [value, "" if px is None else px]
             return bool(await self.timed("set", self._set_if_absent(keys=[key], args=args)))
         return bool(await self.timed("set", self.redis.set(key, value, px=px)))
+
+    async def lookup_or_lock(
+        self, key: str, lock: str, token: bytes, lock_ttl_s: float
+    ) -> tuple[bytes | None, bool]:
+        if not self._one_slot(key, lock):
+            return await super().lookup_or_lock(key, lock, token, lock_ttl_s)
+        args: list[bytes | int] = [token, max(1, int(lock_ttl_s * 1000))]
+        found, value = await self.timed("lookup_or_lock", self._lookup_or_lock(keys=[key, lock], args=args))
+        return (value, False) if found else (None, bool(value))
+
+    async def store_and_unlock(
+        self, key: str, value: bytes | None, ttl_s: float | None, lock: str | None, token: bytes
+    ) -> None:
+        if lock is None or value is None or not self._one_slot(key, lock):
+            return await super().store_and_unlock(key, value, ttl_s, lock, token)
+        px = max(1, int(ttl_s * 1000)) if ttl_s else ""
+        call = self._store_and_unlock(keys=[key, lock], args=["1", value, px, token])
+        await self.timed("store_and_unlock", call)
+
+    def _one_slot(self, *keys: str) -> bool:
+        """Whether one script may touch ``keys`` (always, except on a cluster when their slots differ:
+        then they are sent one command each)."""
+        if self.topology.mode != "cluster":
+            return True
+        return len({self.redis.keyslot(key) for key in keys}) == 1  # type: ignore[union-attr]
 
     async def delete(self, *keys: str) -> int:
         return int(await self.timed("delete", self.redis.delete(*keys))) if keys else 0
