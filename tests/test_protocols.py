@@ -16,7 +16,7 @@ from gateway.protocols.chat import Chat
 from gateway.sse import UsageWatcher
 from gateway.testing.upstream import FakeUpstream
 from gateway.tokens import max_output
-from gateway.validation import integer
+from gateway.validation import integer, parse_json
 from tests.conftest import GATEWAY_KEY, base_policy
 
 AUTH = {"Authorization": f"Bearer {GATEWAY_KEY}"}
@@ -157,3 +157,11 @@ def test_an_output_limit_a_batch_cannot_add_up_is_sent_alone() -> None:
     assert CHAT.batch_task(False, {**body, "max_tokens": 8, "n": 1.0}) == "fix it"
     for limit in (0, -1, 8.0):
         assert CHAT.batch_task(False, {**body, "max_tokens": limit}) is None
+
+
+def test_numbers_the_parser_can_read_are_kept_and_the_rest_is_invalid_json() -> None:
+    body = parse_json(b'{"max_tokens": 1180591620717411303424, "n": 2.0}')
+    assert (integer(body["max_tokens"]), integer(body["n"])) == (2**70, 2)
+    with pytest.raises(InvalidRequest) as refused:
+        parse_json(b'{"max_tokens": 1e400}')
+    assert refused.value.code == "invalid_json"
