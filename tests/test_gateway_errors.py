@@ -56,7 +56,7 @@ def assert_openai_error(response: httpx.Response, status: int) -> dict[str, Any]
         (b'{"model": "gpt-4o-mini", "messages": [5]}', AUTH, 400, "messages[0]"),
         (b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "stream": "yes"}', AUTH, 400, "stream"),
         (
-            b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "max_tokens": -1}',
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "max_tokens": 2.5}',
             AUTH,
             400,
             "max_tokens",

@@ -20,6 +20,7 @@ import orjson
 
 FINGERPRINT = "fp_fake0001"
 EMBEDDING_DIMENSIONS = 8
+MAX_INPUTS = 2048  # inputs in one embeddings request (the spec's maxItems, as the API enforces it)
 MAX_DIMENSIONS = 3072  # text-embedding-3-large's; the spec sets no maximum, the API has one
 MESSAGE_OVERHEAD_TOKENS = 4
 
@@ -328,7 +329,7 @@ def embeddings(body: Any) -> dict[str, Any]:
     raw = require(body, "input")
     single = isinstance(raw, str) or (isinstance(raw, list) and bool(raw) and _is_tokens(raw[0]))
     inputs = [raw] if single else raw
-    if not isinstance(inputs, list) or not inputs or not all(_is_input(item) for item in inputs):
+    if not isinstance(inputs, list) or not 0 < len(inputs) <= MAX_INPUTS or not all(map(_is_input, inputs)):
         raise ApiError(
             400,
             "'$.input' is invalid. Please check the API reference: "
