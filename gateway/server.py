@@ -30,7 +30,7 @@ from gateway.store import Store
 log = get_logger("gateway.server")
 
 _TOKEN = re.compile(r"[!-~]{1,128}")
-_QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
+_QUIET = frozenset({"/", "/healthz", "/readyz", "/metrics"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -45,6 +45,7 @@ def create_app(policy: Policy, store: Store | None = None) -> web.Application:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_route("*", "/v1/{tail:.+}", passthrough)
+    app.router.add_get("/", root)  # and HEAD /: the connectivity check Claude Code makes
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -198,6 +199,11 @@ def _model_object(name: str, pipeline: Pipeline) -> dict[str, object]:
     config = pipeline.catalog.get(name)
     owner = config.provider if config else "gateway"
     return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+async def root(request: web.Request) -> web.Response:
+    """200 for clients that check the base URL answers before they start (no key needed, nothing told)."""
+    return web.json_response({"status": "ok"})
 
 
 async def healthz(request: web.Request) -> web.Response:
