@@ -159,7 +159,10 @@ class Messages(AnthropicProtocol):
         return self.is_answer(answer) and bool(answer.get("stop_reason"))
 
     def stream_end(self, data: bytes) -> bool:
-        return data.startswith(b'{"type":"message_stop"') or _event_type(data) == "message_stop"
+        """``message_stop``, or the provider's own ``error`` event: the client has been told."""
+        if data.startswith(b'{"type":"message_stop"'):
+            return True
+        return _event_type(data) in ("message_stop", "error")
 
     def assembler(self, max_bytes: int) -> MessageAssembler:
         return MessageAssembler(self, max_bytes)
