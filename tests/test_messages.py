@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx
 import orjson
 import pytest
+from anthropic.types import MessageParam, TextBlockParam
 
 from gateway.testing.upstream_anthropic import AnthropicUpstream
 from tests.conftest import GATEWAY_KEY
@@ -17,7 +18,7 @@ from tests.messages_helpers import ANTHROPIC_KEY, fake_anthropic, messages_gatew
 __all__ = ["fake_anthropic", "messages_gateway"]
 
 BETA = "claude-code-20250219,interleaved-thinking-2025-05-14"
-USER = [{"role": "user", "content": "hello there"}]
+USER: list[MessageParam] = [{"role": "user", "content": "hello there"}]
 
 
 def test_a_plain_message_is_relayed_with_the_clients_betas_and_the_provider_key(
@@ -36,7 +37,7 @@ def test_a_plain_message_is_relayed_with_the_clients_betas_and_the_provider_key(
         extra_query={"beta": "true"},
         metadata={"user_id": "session-1"},
     )
-    assert answer.content[0].text == "echo: hello there"  # type: ignore[union-attr]
+    assert answer.content[0].type == "text" and answer.content[0].text == "echo: hello there"
     sent = fake_anthropic.messages()[0]
     assert sent.headers["x-api-key"] == ANTHROPIC_KEY and "authorization" not in sent.headers
     assert sent.headers["anthropic-beta"] == BETA and sent.headers["anthropic-version"] == "2026-10-21"
@@ -127,7 +128,7 @@ def test_usage_counts_prompt_cache_reads_and_writes(
 ) -> None:
     url = messages_gateway()
     before = _tokens_used(url, "claude-sonnet-4-5")
-    system = [
+    system: list[TextBlockParam] = [
         {"type": "text", "text": "You are a careful engineer. " * 400, "cache_control": {"type": "ephemeral"}}
     ]
     client = sdk(url)

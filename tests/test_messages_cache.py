@@ -95,9 +95,8 @@ def test_the_ledger_and_metrics_show_the_provider_cache(
     fake_upstream: Any, fake_anthropic: AnthropicUpstream, tmp_path: Path
 ) -> None:
     path = tmp_path / "ledger.jsonl"
-    policy = messages_policy(
-        fake_upstream.url, fake_anthropic.url, ledger={"enabled": True, "file": str(path)}
-    )  # type: ignore[attr-defined]
+    anthropic_url: str = fake_anthropic.url  # type: ignore[attr-defined]
+    policy = messages_policy(fake_upstream.url, anthropic_url, ledger={"enabled": True, "file": str(path)})
     with running(policy) as url:
         before = _metric(url, 'provider_cache_tokens_total{kind="read",model="claude-sonnet-4-5"}')
         usages = [_post(url, {**ASK, "system": LONG_SYSTEM}).json()["usage"] for _ in range(2)]

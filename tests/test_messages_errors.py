@@ -10,6 +10,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from anthropic.types import MessageParam
 
 from gateway.testing.upstream_anthropic import AnthropicUpstream
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY
@@ -17,7 +18,7 @@ from tests.messages_helpers import fake_anthropic, messages_gateway, sdk
 
 __all__ = ["fake_anthropic", "messages_gateway"]
 
-USER = [{"role": "user", "content": "hello"}]
+USER: list[MessageParam] = [{"role": "user", "content": "hello"}]
 ASK: dict[str, Any] = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": USER}
 
 
@@ -84,7 +85,7 @@ def test_an_overloaded_provider_is_retried(
     url = messages_gateway()
     fake_anthropic.fail_next(529, times=2)
     answer = sdk(url).messages.create(**ASK)
-    assert answer.content[0].text == "echo: hello"  # type: ignore[union-attr]
+    assert answer.content[0].type == "text" and answer.content[0].text == "echo: hello"
     assert len(fake_anthropic.messages()) == 3
 
 

@@ -18,7 +18,11 @@ _DELTA_FIELDS = {
     "input_json_delta": "partial_json",
 }
 """Delta type → the field it carries (and the block field it extends; ``partial_json`` → ``input``)."""
-_EMPTY = {"text": {"text": ""}, "thinking": {"thinking": "", "signature": ""}, "tool_use": {"input": {}}}
+_EMPTY: dict[str, dict[str, Any]] = {
+    "text": {"text": ""},
+    "thinking": {"thinking": "", "signature": ""},
+    "tool_use": {"input": {}},
+}
 """How a block of each streamed kind opens; other kinds (``redacted_thinking``...) arrive whole."""
 
 
