@@ -19,7 +19,7 @@ from gateway.protocols.base import Body, Protocol, Usage
 from gateway.protocols.message_stream import MessageAssembler, replay_message
 from gateway.redact import everywhere
 from gateway.tokens import estimate_text
-from gateway.validation import check_model, field_error, optional, positive_int
+from gateway.validation import check_messages, check_model, field_error, optional, positive_int
 
 PROVIDER_TYPE = "anthropic"
 IGNORED = frozenset({"stream", "metadata", "model"})
@@ -78,14 +78,7 @@ class AnthropicProtocol(Protocol):
 
     def validate(self, body: Body) -> None:
         check_model(body)
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise field_error(
-                "messages", "must be a non-empty array of message objects", missing="messages" not in body
-            )
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise field_error(f"messages[{i}]", "must be an object with a string 'role'")
+        check_messages(body)
         optional(body, "tools", list, "an array")
 
     def estimate(self, body: Body) -> int:
