@@ -30,6 +30,7 @@ def messages_policy(openai_url: str, anthropic_url: str, **sections: Any) -> dic
         "api_key": ANTHROPIC_KEY,
         "timeout_s": 5,
         "retry": {"attempts": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.05, "deadline_s": 5},
+        **policy["providers"].get("claude", {}),  # a test's own settings for it
     }
     policy["models"] = {**policy["models"], **CLAUDE_MODELS, **sections.get("extra_models", {})}
     policy.pop("extra_models", None)

@@ -121,3 +121,37 @@ def _metric(url: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+@pytest.mark.parametrize("inject", [False, True])
+def test_cache_control_injection_puts_breakpoints_where_the_client_set_none(
+    messages_gateway: Callable[..., str], fake_anthropic: AnthropicUpstream, inject: bool
+) -> None:
+    url = messages_gateway(providers={"claude": {"inject_cache_control": inject}} if inject else {})
+    system = "You are a careful engineer. " * 400  # no cache_control from the client
+    tools = [{"name": "run", "description": "Run a command", "input_schema": {"type": "object"}}]
+    usages = [_post(url, {**ASK, "system": system, "tools": tools}).json()["usage"] for _ in range(2)]
+    sent = fake_anthropic.messages()[0].json
+    if inject:
+        assert sent["system"][-1]["cache_control"] == {"type": "ephemeral"}
+        assert sent["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+        assert usages[1]["cache_read_input_tokens"] > 0
+    else:
+        assert sent["system"] == system and usages[1]["cache_read_input_tokens"] == 0
+
+
+def test_injection_leaves_a_clients_own_breakpoints_alone(
+    messages_gateway: Callable[..., str], fake_anthropic: AnthropicUpstream
+) -> None:
+    url = messages_gateway(providers={"claude": {"inject_cache_control": True}})
+    raw = (
+        b'{"model": "claude-sonnet-4-5", "max_tokens": 16, "system": [{"type": "text", "text": "x",'
+        b' "cache_control": {"type": "ephemeral"}}], "messages": [{"role": "user", "content": "hi"}]}'
+    )
+    headers = {
+        "x-api-key": GATEWAY_KEY,
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+    }
+    assert httpx.post(f"{url}/v1/messages", headers=headers, content=raw).status_code == 200
+    assert fake_anthropic.messages()[0].body == raw
