@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.policy import Policy
+from gateway.reporting import report
+from gateway.reporting.source import Selection
 from gateway.testing.upstream_anthropic import AnthropicUpstream
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY
 from tests.ledger_helpers import file_lines, running
@@ -114,6 +117,11 @@ def test_the_ledger_and_metrics_show_the_provider_cache(
     assert read_record["cost_usd"] == pytest.approx(fresh * 3e-6 + reads * 0.3e-6 + out * 15e-6)
     assert read_record["prompt_tokens"] == fresh + reads
     assert saved >= reads * 2.7e-6 * 0.999
+    summary = report.load(str(path), Policy(), Selection(), show_progress=False)[1]
+    assert summary.cache_read_tokens == reads
+    assert summary.provider_cache_saved_usd == pytest.approx(reads * 2.7e-6 - written * 0.75e-6)
+    rows = dict(report.savings_rows(summary))
+    assert rows["Read from the provider's prompt cache"] == f"{reads:,}"
 
 
 def _metric(url: str, name: str) -> float:
