@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 PROVIDER = "fake"
+ANTHROPIC = "fake-anthropic"
 SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
 
 
@@ -36,6 +37,8 @@ def gateway_policy(
         "store": {"url": store_url},
         "providers": {
             PROVIDER: {"type": "openai", "base_url": upstream_url + "/v1", "api_key": "sk-bench-provider"},
+            # the same fake, for /v1/messages (models only "*" names go to the first type: anthropic)
+            ANTHROPIC: {"type": "anthropic", "base_url": upstream_url, "api_key": "sk-bench-provider"},
         },
         "models": {"*": {"provider": PROVIDER}},
         "logging": {"level": log_level},

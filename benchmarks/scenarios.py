@@ -9,6 +9,7 @@ know are dropped (turning off a stage that does not exist changes nothing).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,23 @@ def _unique_chat(stream: bool) -> Workload:
     return Workload(CHAT_PATH, (RequestTemplate(body),), b"data: [DONE]" if stream else b"")
 
 
+MESSAGES_PATH = "/v1/messages"
+
+
+def _unique_messages(stream: bool) -> Workload:
+    """As ``_unique_chat`` in Anthropic's Messages shape (system prompt apart, max_tokens required)."""
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 256,
+        "system": SYSTEM_PROMPT,
+        "messages": [{"role": "user", "content": f"Task {UNIQUE}: rename the variable tmp to total."}],
+        **({"stream": True} if stream else {}),
+    }
+    headers = _headers(anthropic_version="2023-06-01")
+    done = b"event: message_stop" if stream else b""
+    return Workload(MESSAGES_PATH, (RequestTemplate(json.dumps(body), headers),), done)
+
+
 def _mixed_sprint() -> Workload:
     """Five agents of different task types and priorities; half their prompts repeat (cache), all use
     the ``auto`` alias (routing)."""
@@ -111,6 +129,18 @@ _DEFINED = (
         _unique_chat(stream=True),
         policy=CACHE_OFF,
         compare_litellm=True,
+    ),
+    Scenario(
+        "messages",
+        "as unique in the Anthropic Messages API (/v1/messages to a type: anthropic provider)",
+        _unique_messages(stream=False),
+        policy=CACHE_OFF,
+    ),
+    Scenario(
+        "messages-stream",
+        "as stream in the Anthropic Messages API: its event sequence relayed event by event",
+        _unique_messages(stream=True),
+        policy=CACHE_OFF,
     ),
     Scenario(
         "cache-miss",

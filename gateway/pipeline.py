@@ -89,7 +89,9 @@ class Pipeline:
         try:
             admission = await self.limits.admit(asked, request.headers)  # rate limits and the brake
             hold = await self.budget.reserve(asked)
-            route = self.router.route(asked, hold.standing if hold else NO_BUDGET)
+            route = self.catalog.serving(
+                self.router.route(asked, hold.standing if hold else NO_BUDGET), asked
+            )
             plan = self.cache.plan(asked, route.model)
             cache = await self.cache.fetch(plan, route.model) if plan is not None else BYPASS
             so_far = _outcome(asked, admission, hold, route, cache, relay)
@@ -205,7 +207,11 @@ class Pipeline:
         raw = await request.read()
         body = parse_json(raw)
         protocol.validate(body)
-        return build_context(request[REQUEST_ID], protocol, identity, request.headers, body), raw
+        asked = build_context(request[REQUEST_ID], protocol, identity, request.headers, body)
+        if protocol.provider_type is not None:  # a native protocol: its headers and query go along
+            query = request.query_string if protocol.keeps_query else ""
+            asked = replace(asked, upstream_headers=protocol.upstream_headers(request.headers), query=query)
+        return asked, raw
 
     def _respond(
         self, reply: UpstreamReply, clean: Redactor, own: dict[str, str] | None = None
@@ -268,9 +274,10 @@ def _call(asked: Request, raw: bytes) -> Call:
     """The upstream call. Streams always ask for usage (tokens must be accounted); what the gateway
     asked for on the client's behalf is removed again on the way back (the adapter's ``drop``)."""
     body = asked.protocol.stream_request(asked.body) if asked.stream else None
+    path, headers, query = asked.protocol.upstream_path, asked.upstream_headers, asked.query
     if body is None:
-        return Call(asked.request_id, asked.stream, asked.protocol.upstream_path, asked.body, raw)
-    return Call(asked.request_id, True, asked.protocol.upstream_path, body, orjson.dumps(body))
+        return Call(asked.request_id, asked.stream, path, asked.body, raw, headers, query)
+    return Call(asked.request_id, True, path, body, orjson.dumps(body), headers, query)
 
 
 def _usage(asked: Request, answer: bytes) -> Usage | None:

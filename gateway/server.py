@@ -18,11 +18,12 @@ from gateway.appkeys import BUDGET, CACHE, LEDGER, PIPELINE, POLICY, ROUTING_LOG
 from gateway.connection import unreadable_body
 from gateway.errors import GatewayError, from_http_exception
 from gateway.ledger import Finished
+from gateway.ledger.record import provider_cache_saving
 from gateway.logs import get_logger
 from gateway.pipeline import DELIVERED, OUTCOME, REQUEST_ID, Pipeline, extra_headers
 from gateway.policy import Policy
 from gateway.prometheus import render
-from gateway.protocols import PROTOCOLS, Protocol
+from gateway.protocols import PROTOCOLS, Protocol, Usage
 from gateway.services import Services
 from gateway.startup import NO_KEY, missing_keys
 from gateway.store import Store
@@ -30,7 +31,7 @@ from gateway.store import Store
 log = get_logger("gateway.server")
 
 _TOKEN = re.compile(r"[!-~]{1,128}")
-_QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
+_QUIET = frozenset({"/", "/healthz", "/readyz", "/metrics"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -45,6 +46,7 @@ def create_app(policy: Policy, store: Store | None = None) -> web.Application:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_route("*", "/v1/{tail:.+}", passthrough)
+    app.router.add_get("/", root)  # and HEAD /: the connectivity check Claude Code makes
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -142,6 +144,8 @@ def _record(request: web.Request, status: int, started: float, error: str | None
     if usage is not None and outcome.cache.status != "HIT":
         agent, model = pipeline.agent_label(asked.agent), pipeline.model_label(outcome.model)
         metrics.TOKENS_USED.labels(agent, model).inc(usage.total)
+        if usage.cached_input_tokens or usage.cache_write_tokens:
+            _count_provider_cache(request, model, outcome.model, usage)
     log.info(
         "request",
         request_id=asked.request_id,
@@ -158,6 +162,15 @@ def _record(request: web.Request, status: int, started: float, error: str | None
         cache=outcome.cache.status,
         stream=asked.stream,
     )
+
+
+def _count_provider_cache(request: web.Request, label: str, model: str, usage: Usage) -> None:
+    """The provider's own prompt caching: tokens read and written, and the USD it saved."""
+    metrics.PROVIDER_CACHE_TOKENS.labels("read", label).inc(usage.cached_input_tokens)
+    metrics.PROVIDER_CACHE_TOKENS.labels("write", label).inc(usage.cache_write_tokens)
+    saved = provider_cache_saving(request.app[CACHE].prices, model, usage)
+    if saved is not None:
+        metrics.PROVIDER_CACHE_SAVED.labels(label).inc(max(0.0, saved))
 
 
 def _endpoint(protocol: Protocol) -> Handler:
@@ -192,6 +205,11 @@ def _model_object(name: str, pipeline: Pipeline) -> dict[str, object]:
     config = pipeline.catalog.get(name)
     owner = config.provider if config else "gateway"
     return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+async def root(request: web.Request) -> web.Response:
+    """200 for clients that check the base URL answers before they start (no key needed, nothing told)."""
+    return web.json_response({"status": "ok"})
 
 
 async def healthz(request: web.Request) -> web.Response:

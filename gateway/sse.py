@@ -67,7 +67,7 @@ class UsageWatcher:
             return True
         usage = self.protocol.usage(event)
         if usage is not None:
-            self.usage = usage
+            self.usage = self.protocol.merge_usage(self.usage, usage)
             self._start.clear()
             return not self.protocol.drop(event, self.client_wants_usage)
         if self.usage is None:

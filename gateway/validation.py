@@ -62,6 +62,18 @@ def optional(body: dict[str, Any], name: str, kind: type, described: str) -> Non
         raise field_error(name, f"must be {described}")
 
 
+def check_messages(body: dict[str, Any]) -> None:
+    """``messages``: a non-empty array of objects with a string ``role`` (chat and Anthropic's Messages)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise field_error(
+            "messages", "must be a non-empty array of message objects", missing="messages" not in body
+        )
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise field_error(f"messages[{i}]", "must be an object with a string 'role'")
+
+
 def integer(value: Any) -> int | None:
     """``value`` as an int when JSON Schema counts it an integer, else None.
 

@@ -106,7 +106,8 @@ class LLMCache:
             return None
         ttl, read, max_age = found
         scope = self.scope_of(request)
-        key = cache_key(protocol.name, model, protocol.answer_fields(request.body), scope)
+        fields = protocol.cache_fields(request.body, request.upstream_headers)
+        key = cache_key(protocol.name, model, fields, scope)
         return Plan(protocol, key, scope, ttl, read, max_age)
 
     def entry_key(self, plan: Plan) -> str:

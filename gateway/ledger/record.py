@@ -24,7 +24,7 @@ from gateway.context import Outcome
 from gateway.ledger.schema import LedgerRecord
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
-from gateway.protocols import BY_NAME, PROTOCOLS
+from gateway.protocols import BY_NAME, PROTOCOLS, Usage
 from gateway.redact import everywhere
 from gateway.router.rules import RuleSet
 from gateway.tokens import max_output
@@ -60,6 +60,9 @@ class Charge(NamedTuple):
     cost_usd: float | None
     baseline_model: str | None
     baseline_cost_usd: float | None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    provider_cache_saved_usd: float | None = None
 
 
 NO_CHARGE = Charge(None, None, None, None, None, None, None, None)
@@ -107,6 +110,7 @@ class RecordBuilder:
         facts = BatchFacts.of(request)
         charge = self._charge(outcome)
         budget_left = outcome.standing.budget_left
+        fields = request.protocol.cache_fields(body, request.upstream_headers)
         return LedgerRecord(
             request_id=done.request_id,
             endpoint=request.endpoint,
@@ -131,9 +135,7 @@ class RecordBuilder:
             upstream_ms=round(outcome.upstream_seconds * 1000, 2),
             cache=cache.status,
             cache_key=cache.key,
-            content_key=cache_key(request.endpoint, "", request.protocol.answer_fields(body), "")[
-                :_HASH_CHARS
-            ],
+            content_key=cache_key(request.endpoint, "", fields, "")[:_HASH_CHARS],
             cache_control=(request.cache_control or "")[:64] or None,
             deterministic=deterministic(body) or None,
             batchable=request.batchable,
@@ -152,6 +154,9 @@ class RecordBuilder:
             cost_usd=charge.cost_usd,
             baseline_model=charge.baseline_model,
             baseline_cost_usd=charge.baseline_cost_usd,
+            cache_read_tokens=charge.cache_read_tokens,
+            cache_write_tokens=charge.cache_write_tokens,
+            provider_cache_saved_usd=charge.provider_cache_saved_usd,
             prompt=request.protocol.prompt(body) if self.include_prompts else None,
         )
 
@@ -164,7 +169,8 @@ class RecordBuilder:
         # Alone and uncached, the request would have cost its own usage, plus what its batch saved
         # (all prompt tokens: a batch member's completion is the same as it would be alone).
         extra = outcome.tokens_saved if outcome.saved_reason == "batch" else 0
-        cost = self.prices.cost(outcome.model, usage.prompt_tokens, usage.completion_tokens)
+        cost = self.prices.cost(outcome.model, *_priced(usage))
+        provider_saved = provider_cache_saving(self.prices, outcome.model, usage)
         if hit and cost is not None:
             cost = 0.0  # priced (so the saving is known) but free
         before = None
@@ -179,7 +185,24 @@ class RecordBuilder:
             round(cost, 8) if cost is not None else None,
             baseline,
             round(before, 8) if before is not None else None,
+            usage.cached_input_tokens or None,
+            usage.cache_write_tokens or None,
+            round(provider_saved, 8) if provider_saved is not None and not hit else None,
         )
+
+
+def _priced(usage: Usage) -> tuple[int, int, int, int]:
+    return usage.prompt_tokens, usage.completion_tokens, usage.cached_input_tokens, usage.cache_write_tokens
+
+
+def provider_cache_saving(prices: PriceBook, model: str, usage: Usage) -> float | None:
+    """USD the provider's prompt cache saved on ``usage``: None when it read and wrote nothing or the
+    model has no price."""
+    if not usage.cached_input_tokens and not usage.cache_write_tokens:
+        return None
+    plain = prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
+    cached = prices.cost(model, *_priced(usage))
+    return plain - cached if plain is not None and cached is not None else None
 
 
 def written(record: LedgerRecord) -> dict[str, Any]:

@@ -82,6 +82,14 @@ class LedgerRecord:
     saved_reason: str | None = None
     """``cache`` or ``batch``."""
     cost_usd: float | None = None
+    """Priced at the model's own rates, prompt-cache reads and writes at theirs."""
+    cache_read_tokens: int | None = None
+    """Prompt tokens the provider read from its prompt cache (part of ``prompt_tokens``)."""
+    cache_write_tokens: int | None = None
+    """Prompt tokens the provider wrote to its prompt cache (part of ``prompt_tokens``)."""
+    provider_cache_saved_usd: float | None = None
+    """What the provider's prompt cache saved: the prompt at the plain input rate minus its cost with
+    cache reads and writes at theirs (negative when writing costs more than reading saved)."""
     baseline_model: str | None = None
     baseline_cost_usd: float | None = None
     prompt: Any = None

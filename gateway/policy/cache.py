@@ -25,10 +25,11 @@ class CacheConfig(Section):
     as in other gateways."""
     max_entry_bytes: int = Field(1024 * 1024, ge=1024)
     """Larger answers are not stored (a longer stream is relayed, not collected)."""
-    endpoints: list[Literal["chat.completions", "completions", "embeddings"]] = [
+    endpoints: list[Literal["chat.completions", "completions", "embeddings", "messages"]] = [
         "chat.completions",
         "completions",
         "embeddings",
+        "messages",
     ]
     """The endpoints whose answers are cached."""
     lock_ttl_s: float = Field(30.0, gt=0)

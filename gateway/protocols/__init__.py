@@ -9,9 +9,11 @@ from gateway.protocols.base import Assembler, Body, Protocol, Usage
 from gateway.protocols.chat import Chat
 from gateway.protocols.completions import Completions
 from gateway.protocols.embeddings import Embeddings
+from gateway.protocols.messages import CountTokens, Messages
 
 CHAT, COMPLETIONS, EMBEDDINGS = Chat(), Completions(), Embeddings()
-PROTOCOLS: dict[str, Protocol] = {p.route: p for p in (CHAT, COMPLETIONS, EMBEDDINGS)}
+MESSAGES, COUNT_TOKENS = Messages(), CountTokens()
+PROTOCOLS: dict[str, Protocol] = {p.route: p for p in (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, COUNT_TOKENS)}
 """Route path → adapter."""
 BY_NAME: dict[str, Protocol] = {p.name: p for p in PROTOCOLS.values()}
 """Endpoint label → adapter (ledger records, the what-if replay)."""
@@ -20,7 +22,9 @@ __all__ = [
     "BY_NAME",
     "CHAT",
     "COMPLETIONS",
+    "COUNT_TOKENS",
     "EMBEDDINGS",
+    "MESSAGES",
     "PROTOCOLS",
     "Assembler",
     "Body",

@@ -7,7 +7,7 @@ from typing import Any
 from gateway.protocols.base import Body
 from gateway.protocols.openai import ChoicesAssembler, OpenAIProtocol, pieces, replay_choices
 from gateway.tokens import PER_IMAGE, PER_MESSAGE, content_text, estimate_text
-from gateway.validation import field_error, integer, integer_field, optional
+from gateway.validation import check_messages, integer, integer_field, optional
 
 _UNBATCHABLE = ("tools", "functions", "tool_choice", "function_call", "logprobs", "audio", "modalities")
 
@@ -19,14 +19,7 @@ class Chat(OpenAIProtocol):
 
     def validate(self, body: Body) -> None:
         super().validate(body)
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise field_error(
-                "messages", "must be a non-empty array of message objects", missing="messages" not in body
-            )
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise field_error(f"messages[{i}]", "must be an object with a string 'role'")
+        check_messages(body)
         integer_field(body, "max_tokens")  # no minimum in the spec: the provider judges
         integer_field(body, "max_completion_tokens")
         integer_field(body, "n", minimum=1)

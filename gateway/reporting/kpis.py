@@ -82,6 +82,9 @@ class Summary:
     batch_used: int = 0
     cost_usd: float = 0.0
     baseline_cost_usd: float = 0.0
+    cache_read_tokens: int = 0
+    """Prompt tokens read from the provider's own prompt cache."""
+    provider_cache_saved_usd: float = 0.0
     priced: int = 0
     latencies: list[float] = field(default_factory=list)
     uptime: dict[str, float] = field(default_factory=dict)
@@ -145,6 +148,8 @@ def summarize(outcomes: Iterable[Outcome], uptime: dict[str, float] | None = Non
         summary.tokens_used += o.tokens_used
         summary.saved_cache += o.saved_cache
         summary.saved_batch += o.saved_batch
+        summary.cache_read_tokens += o.cache_read_tokens
+        summary.provider_cache_saved_usd += o.provider_cache_saved_usd
         if o.batch_id is not None:
             batch_ids.add(o.batch_id)
             summary.batch_members += 1

@@ -33,6 +33,9 @@ class Outcome:
     saved_batch: int = 0
     cost_usd: float | None = None
     baseline_cost_usd: float | None = None
+    cache_read_tokens: int = 0
+    """Prompt tokens the provider read from its own prompt cache."""
+    provider_cache_saved_usd: float = 0.0
     unknown: bool = False
     """Replay only: refused when recorded but admitted by the other policy, so its answer is unknown."""
 
@@ -69,4 +72,6 @@ def recorded(record: LedgerRecord) -> Outcome:
         saved_batch=saved if reason == "batch" else 0,
         cost_usd=record.cost_usd,
         baseline_cost_usd=record.baseline_cost_usd,
+        cache_read_tokens=record.cache_read_tokens or 0,
+        provider_cache_saved_usd=record.provider_cache_saved_usd or 0.0,
     )

@@ -74,6 +74,8 @@ def savings_rows(summary: Summary) -> list[list[str]]:
         ["Cost saved", usd(summary.baseline_cost_usd - summary.cost_usd if summary.priced else None)],
         ["Cost reduction", pct(summary.cost_reduction)],
         ["Priced requests", f"{count(summary.priced)} of {count(summary.answered)}"],
+        ["Read from the provider's prompt cache", count(summary.cache_read_tokens)],
+        ["  USD it saved", usd(summary.provider_cache_saved_usd if summary.cache_read_tokens else None)],
     ]
 
 

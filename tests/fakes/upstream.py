@@ -43,6 +43,7 @@ from .upstream_bodies import (
 )
 from .upstream_files import FileStore
 from .upstream_leaks import LEAK_MODES, leak
+from .upstream_messages import messages
 from .upstream_responses import ResponsesApi
 from .upstream_sse import chat_chunks, completion_chunks, write_sse
 
@@ -265,6 +266,7 @@ class FakeUpstream:
                 web.post("/v1/completions", self._completions),
                 web.post("/v1/embeddings", self._embeddings),
                 web.post("/v1/responses", self._responses),
+                web.post("/v1/messages", messages),
                 web.get("/v1/models", self._models),
                 web.get("/v1/models/{model}", self._model),
                 web.get("/_fake/stats", self._stats),
