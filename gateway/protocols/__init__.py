@@ -9,9 +9,10 @@ from gateway.protocols.base import Assembler, Body, Protocol, Usage
 from gateway.protocols.chat import Chat
 from gateway.protocols.completions import Completions
 from gateway.protocols.embeddings import Embeddings
+from gateway.protocols.responses import Responses
 
-CHAT, COMPLETIONS, EMBEDDINGS = Chat(), Completions(), Embeddings()
-PROTOCOLS: dict[str, Protocol] = {p.route: p for p in (CHAT, COMPLETIONS, EMBEDDINGS)}
+CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES = Chat(), Completions(), Embeddings(), Responses()
+PROTOCOLS: dict[str, Protocol] = {p.route: p for p in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES)}
 """Route path → adapter."""
 BY_NAME: dict[str, Protocol] = {p.name: p for p in PROTOCOLS.values()}
 """Endpoint label → adapter (ledger records, the what-if replay)."""
@@ -22,6 +23,7 @@ __all__ = [
     "COMPLETIONS",
     "EMBEDDINGS",
     "PROTOCOLS",
+    "RESPONSES",
     "Assembler",
     "Body",
     "Protocol",
