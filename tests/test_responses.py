@@ -176,3 +176,66 @@ def test_bad_requests_get_a_clear_answer(
         bad = httpx.post(f"{url}/v1/responses", json=body, headers=auth)
         assert bad.status_code == 400 and bad.json()["error"]["param"] == param, body
     assert not posted(fake_upstream), "none reached the provider"
+
+
+def test_stored_responses_pass_through_with_identity(
+    gateway_for: Callable[..., str], fake_upstream: FakeUpstream
+) -> None:
+    url = gateway_for()
+    with sdk(url) as client:
+        out = client.responses.create(
+            model=MODEL, input=[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+        )
+        again = client.responses.retrieve(out.id)
+        assert again.id == out.id and again.output_text == out.output_text
+        items = client.responses.input_items.list(out.id, order="asc")
+        assert [i.content[0].text for i in items.data] == ["a", "b"]  # type: ignore[union-attr]
+        with pytest.raises(openai.BadRequestError):
+            client.responses.cancel(out.id)  # the provider's answer: only background responses cancel
+        client.responses.delete(out.id)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(out.id)
+    for method, path in [
+        ("GET", out.id),
+        ("DELETE", out.id),
+        ("POST", f"{out.id}/cancel"),
+        ("GET", f"{out.id}/input_items"),
+    ]:
+        refused = httpx.request(method, f"{url}/v1/responses/{path}")
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "missing_api_key"
+    assert all(
+        r.headers["authorization"] == f"Bearer {fake_upstream.expected_key}" for r in fake_upstream.requests
+    )
+
+
+def test_agents_sdk_runs_a_function_tool_through_the_gateway(
+    gateway_for: Callable[..., str], fake_upstream: FakeUpstream
+) -> None:
+    agents = pytest.importorskip("agents")
+    url = gateway_for(cache={"enabled": True}, budgets=sprint(100_000))
+    calls: list[str] = []
+
+    @agents.function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        calls.append(city)
+        return f"sunny in {city}"
+
+    agents.set_tracing_disabled(True)
+    agents.set_default_openai_client(
+        openai.AsyncOpenAI(api_key=GATEWAY_KEY, base_url=url + "/v1", max_retries=0), use_for_tracing=False
+    )
+    agents.set_default_openai_api("responses")
+    agent = agents.Agent(
+        name="weather", instructions="Answer with the tool.", tools=[get_weather], model=MODEL
+    )
+    before = used("agent-1", MODEL)
+    result = agents.Runner.run_sync(agent, "Weather in Paris?")
+    assert calls == ["echo: Weather in Paris?"]
+    assert result.final_output == "echo: sunny in echo: Weather in Paris?"
+    sent = posted(fake_upstream)
+    assert len(sent) == 2 and sent[1]["input"][-1]["type"] == "function_call_output"
+    billed = sum(r.usage.total_tokens for r in result.raw_responses)
+    assert used("agent-1", MODEL) - before == billed == budget_used(url)
+    again = agents.Runner.run_sync(agent, "Weather in Paris?")
+    assert again.final_output == result.final_output and len(posted(fake_upstream)) == 2, "both turns cached"
