@@ -16,10 +16,11 @@ from typing import Any
 from gateway.policy import Policy
 
 from .gateway_policy import PROVIDER, shipped_models, shipped_section
-from .workload import BASE_HEADERS, UNIQUE, RequestTemplate, Workload, chat_body
+from .workload import BASE_HEADERS, UNIQUE, RequestTemplate, Workload, chat_body, responses_body
 
 DEFAULT_CONCURRENCY = (1, 32)
 CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 CACHE_OFF: Mapping[str, Any] = {"cache": {"enabled": False}}
 
 # A system prompt of typical agent size (~0.5 KB), so parsing and relaying costs are not flattered.
@@ -59,6 +60,13 @@ def _headers(**extra: str) -> dict[str, str]:
 def _unique_chat(stream: bool) -> Workload:
     body = chat_body(f"Task {UNIQUE}: rename the variable tmp to total.", system=SYSTEM_PROMPT, stream=stream)
     return Workload(CHAT_PATH, (RequestTemplate(body),), b"data: [DONE]" if stream else b"")
+
+
+def _unique_responses(stream: bool) -> Workload:
+    body = responses_body(
+        f"Task {UNIQUE}: rename the variable tmp to total.", instructions=SYSTEM_PROMPT, stream=stream
+    )
+    return Workload(RESPONSES_PATH, (RequestTemplate(body),), b"response.completed" if stream else b"")
 
 
 def _mixed_sprint() -> Workload:
@@ -111,6 +119,18 @@ _DEFINED = (
         _unique_chat(stream=True),
         policy=CACHE_OFF,
         compare_litellm=True,
+    ),
+    Scenario(
+        "responses",
+        "as unique on the Responses API (/v1/responses): instructions and an input item, JSON answer",
+        _unique_responses(stream=False),
+        policy=CACHE_OFF,
+    ),
+    Scenario(
+        "responses-stream",
+        "as responses with stream: true, the typed events relayed; latency is time to the last byte",
+        _unique_responses(stream=True),
+        policy=CACHE_OFF,
     ),
     Scenario(
         "cache-miss",
