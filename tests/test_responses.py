@@ -3,6 +3,7 @@ faithful Responses API: budgets, routing, the cache, metrics and the ledger, as 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from gateway import metrics
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
-from tests.ledger_helpers import running, stream_records
+from tests.ledger_helpers import SYSTEM, batch_responder, running, stream_records
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 MODEL = "gpt-4o-mini"
@@ -239,3 +240,32 @@ def test_agents_sdk_runs_a_function_tool_through_the_gateway(
     assert used("agent-1", MODEL) - before == billed == budget_used(url)
     again = agents.Runner.run_sync(agent, "Weather in Paris?")
     assert again.final_output == result.final_output and len(posted(fake_upstream)) == 2, "both turns cached"
+
+
+def test_micro_batching_does_not_apply(gateway_for: Callable[..., str], fake_upstream: FakeUpstream) -> None:
+    fake_upstream.responder = batch_responder()
+    url = gateway_for(batching={"enabled": True, "window_ms": 300})
+    headers = {"X-Batchable": "true", "X-Task-Type": "refactor", "X-Lines-Estimate": "10"}
+
+    async def together() -> list[Any]:
+        async with openai.AsyncOpenAI(
+            base_url=url + "/v1", api_key=GATEWAY_KEY, max_retries=0, default_headers=headers
+        ) as client:
+            chats = [
+                client.chat.completions.with_raw_response.create(
+                    model=MODEL, messages=[SYSTEM, {"role": "user", "content": f"chat task {i}"}]
+                )
+                for i in range(2)
+            ]
+            responses = [
+                client.responses.with_raw_response.create(
+                    model=MODEL, instructions=SYSTEM["content"], input=f"task {i}"
+                )
+                for i in range(2)
+            ]
+            return await asyncio.gather(*chats, *responses)
+
+    *chats, one, two = asyncio.run(together())
+    assert all(raw.headers.get("X-Gateway-Batch") for raw in chats), "the same headers batch chat completions"
+    assert "X-Gateway-Batch" not in one.headers and "X-Gateway-Batch" not in two.headers
+    assert sorted(body["input"] for body in posted(fake_upstream)) == ["task 0", "task 1"]

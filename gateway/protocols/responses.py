@@ -66,9 +66,9 @@ class Responses(Protocol):
                 raise field_error(f"input[{i}]", "must be an input item object")
         if body.get("background"):
             raise InvalidRequest(
-                "Background responses are not served by this gateway: their usage is known only after "
-                "the request, so they could not be charged to a budget. Send the request without "
-                "'background' (or stream it).",
+                "Background responses are not served by this gateway: their usage is known only long "
+                "after the request, so they could not be charged to a budget. Send the request without "
+                "'background'.",
                 param="background",
                 code="background_not_supported",
             )
