@@ -11,28 +11,17 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai.types.responses import Response, ResponseStreamEvent
-from pydantic import BaseModel, TypeAdapter
+from openai.types.responses import Response
+from pydantic import BaseModel
 
 from gateway import metrics
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
 from tests.ledger_helpers import SYSTEM, batch_responder, running, stream_records
+from tests.test_fake_responses import EVENTS, WEATHER, weather_agent
 
-EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 MODEL = "gpt-4o-mini"
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "additionalProperties": False,
-    },
-    "strict": True,
-}
+AGENT_MODEL = "gpt-4.1-mini"
 PRICED = {
     MODEL: {"provider": "openai", "tier": "small", "price": {"input_per_mtok": 1, "output_per_mtok": 2}},
     "gpt-4.1": {"provider": "openai", "tier": "large", "price": {"input_per_mtok": 2, "output_per_mtok": 8}},
@@ -213,31 +202,17 @@ def test_agents_sdk_runs_a_function_tool_through_the_gateway(
     gateway_for: Callable[..., str], fake_upstream: FakeUpstream
 ) -> None:
     agents = pytest.importorskip("agents")
-    url = gateway_for(cache={"enabled": True}, budgets=sprint(100_000))
-    calls: list[str] = []
-
-    @agents.function_tool
-    def get_weather(city: str) -> str:
-        """The weather in a city."""
-        calls.append(city)
-        return f"sunny in {city}"
-
-    agents.set_tracing_disabled(True)
-    agents.set_default_openai_client(
-        openai.AsyncOpenAI(api_key=GATEWAY_KEY, base_url=url + "/v1", max_retries=0), use_for_tracing=False
-    )
-    agents.set_default_openai_api("responses")
-    agent = agents.Agent(
-        name="weather", instructions="Answer with the tool.", tools=[get_weather], model=MODEL
-    )
-    before = used("agent-1", MODEL)
+    models = {AGENT_MODEL: {"provider": "openai", "tier": "medium"}}
+    url = gateway_for(cache={"enabled": True}, budgets=sprint(100_000), models=models)
+    agent, calls = weather_agent(agents, url + "/v1", GATEWAY_KEY)
+    before = used("agent-1", AGENT_MODEL)
     result = agents.Runner.run_sync(agent, "Weather in Paris?")
     assert calls == ["echo: Weather in Paris?"]
     assert result.final_output == "echo: sunny in echo: Weather in Paris?"
     sent = posted(fake_upstream)
     assert len(sent) == 2 and sent[1]["input"][-1]["type"] == "function_call_output"
     billed = sum(r.usage.total_tokens for r in result.raw_responses)
-    assert used("agent-1", MODEL) - before == billed == budget_used(url)
+    assert used("agent-1", AGENT_MODEL) - before == billed == budget_used(url)
     again = agents.Runner.run_sync(agent, "Weather in Paris?")
     assert again.final_output == result.final_output and len(posted(fake_upstream)) == 2, "both turns cached"
 

@@ -12,7 +12,8 @@ from openai.types.responses import Response
 from gateway.protocols import RESPONSES
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
-from tests.test_responses import EVENTS, MODEL, WEATHER, posted, sdk, used
+from tests.test_fake_responses import EVENTS, WEATHER
+from tests.test_responses import MODEL, posted, sdk, used
 
 ROUTING = {"aliases": ["auto"], "candidates": ["gpt-4o-mini", "gpt-4.1"], "default": {"tier": "large"}}
 BASE: dict[str, Any] = {

@@ -151,7 +151,7 @@ class Responses(Protocol):
     def drop(self, event: Any, wants_usage: bool) -> bool:
         """The provider's ``error`` event: the gateway reports the failure in its own error event, so
         the client sees exactly one."""
-        return event.get("type") == "error"
+        return isinstance(event, dict) and event.get("type") == "error"
 
     def assembler(self, max_bytes: int) -> ResponsesAssembler:
         return ResponsesAssembler(self, max_bytes)
@@ -161,13 +161,7 @@ class Responses(Protocol):
 
     def stream_error(self, error: GatewayError) -> bytes:
         """The Responses API's own ``error`` event (secrets removed)."""
-        body = error.body()["error"]
-        failure = {
-            "type": "error",
-            "code": body.get("code"),
-            "message": body["message"],
-            "param": body.get("param"),
-        }
+        failure = {"type": "error", "code": error.code, "message": error.message, "param": error.param}
         return everywhere().data(event(failure))
 
 

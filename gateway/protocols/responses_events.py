@@ -117,7 +117,7 @@ def _part(where: Event, position: int, part: Any, piece: int) -> Iterator[Event]
     field, name = ("refusal", "refusal") if part.get("type") == "refusal" else ("text", "output_text")
     text = str(part.get(field) or "")
     yield {"type": "response.content_part.added", **at, "part": {**part, field: ""}}
-    extra = {"logprobs": []} if name == "output_text" else {}
+    extra: Event = {"logprobs": []} if name == "output_text" else {}
     for chunk in pieces(text, piece):
         yield {"type": f"response.{name}.delta", **at, "delta": chunk, **extra}
     yield {"type": f"response.{name}.done", **at, field: text, **extra}
