@@ -186,3 +186,12 @@ def test_session_headers_do_not_reach_the_provider(url: str, fake_upstream: Fake
     sent = fake_upstream.requests[-1].headers
     assert "session-id" not in sent and "x-codex-turn-metadata" not in sent
     assert sent["authorization"].endswith(fake_upstream.expected_key)  # type: ignore[attr-defined]
+
+
+def test_a_conversation_is_never_cached(client: openai.OpenAI, fake_upstream: FakeUpstream) -> None:
+    """The provider appends each answer to the conversation: the same request is another context."""
+    body = {**BASE, "extra_body": {"conversation": "conv_1"}}
+    statuses = [create(client, **body)[1] for _ in range(2)]
+    assert statuses == ["BYPASS", "BYPASS"] and len(posted(fake_upstream)) == 2
+    assert posted(fake_upstream)[0]["conversation"] == "conv_1"
+    assert RESPONSES.cacheable(BASE) and not RESPONSES.cacheable({**BASE, "background": True})

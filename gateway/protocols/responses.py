@@ -4,8 +4,9 @@ What changes an answer is every field but those that only describe the call or i
 metadata, end-user ids, the provider's prompt-cache routing key, client metadata and the ids of input
 items (the Codex CLI makes all of these fresh per session). ``store`` stays in the key: an answer made
 with ``store: false`` cannot be continued by its id, so it is only served to callers who do not store
-either. ``previous_response_id`` and ``conversation`` stay in: an answer that continues stored state is
-keyed by it. ``background: true`` is refused: its usage is known only long after the request, and the
+either. ``previous_response_id`` stays in: a stored response never changes, so an answer that continues
+it is keyed by it. A request in a ``conversation`` is not cached: the conversation grows with every
+answer. ``background: true`` is refused: its usage is known only long after the request, and the
 gateway never lets tokens go unmetered.
 
 Streams are the typed event sequence (``event:`` + ``data:``), without ``[DONE]``: the last event is
@@ -98,6 +99,11 @@ class Responses(Protocol):
         if isinstance(data, list):
             fields["input"] = [_without_id(item) for item in data]
         return fields
+
+    def cacheable(self, body: Body) -> bool:
+        """Not with ``conversation``: the provider appends every answer to it, so the same request means
+        another context each time, and a hit would leave the conversation without its turn."""
+        return body.get("conversation") is None and not body.get("background")
 
     def usage(self, answer: Any) -> Usage | None:
         """A response's ``usage``; for a stream, the final event's response carries it."""
