@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -195,3 +196,55 @@ def test_a_conversation_is_never_cached(client: openai.OpenAI, fake_upstream: Fa
     assert statuses == ["BYPASS", "BYPASS"] and len(posted(fake_upstream)) == 2
     assert posted(fake_upstream)[0]["conversation"] == "conv_1"
     assert RESPONSES.cacheable(BASE) and not RESPONSES.cacheable({**BASE, "background": True})
+
+
+def test_replay_covers_reasoning_summaries_and_refusals() -> None:
+    """Item kinds the fake does not produce replay as the SDK's own event types, and assemble back."""
+    stored: dict[str, Any] = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "status": "completed",
+        "model": MODEL,
+        "output": [
+            {
+                "type": "reasoning",
+                "id": "rs_1",
+                "summary": [{"type": "summary_text", "text": "thinking it over carefully"}],
+                "encrypted_content": "gAAAAA",
+            },
+            {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "refusal", "refusal": "I cannot help with that request."}],
+            },
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": 5,
+            "input_tokens_details": {"cached_tokens": 2, "cache_write_tokens": 0},
+            "output_tokens": 9,
+            "output_tokens_details": {"reasoning_tokens": 4},
+            "total_tokens": 14,
+        },
+    }
+    events = RESPONSES.replay(stored, True, 8)
+    parsed = [json.loads(e.split(b"\ndata: ", 1)[1]) for e in events]
+    for event, raw in zip(parsed, events, strict=True):
+        EVENTS.validate_python(event)
+        assert raw.startswith(b"event: " + event["type"].encode() + b"\n")
+    kinds = [e["type"] for e in parsed]
+    assert kinds.count("response.reasoning_summary_text.delta") == 4
+    assert kinds.count("response.refusal.delta") == 4
+    assert "encrypted_content" not in parsed[2]["item"] and parsed[-1]["response"] == stored
+    tap = RESPONSES.assembler(1 << 20)
+    for event in events:
+        tap.on_data(event.split(b"\ndata: ", 1)[1].rstrip(b"\n"))
+    assert tap.answer() == stored
+    usage = RESPONSES.usage(parsed[-1])
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (5, 9)
+    assert (usage.cached_input_tokens, usage.reasoning_tokens) == (2, 4)
