@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from gateway import metrics
 from gateway.testing.upstream import FakeUpstream, RecordedRequest
 from gateway.testing.upstream_responses_bodies import item_text
-from tests.conftest import ADMIN_KEY, GATEWAY_KEY, base_policy
+from tests.conftest import GATEWAY_KEY, base_policy
 from tests.conftest import PROVIDER_KEY as KEY
 from tests.ledger_helpers import running, stream_records
+from tests.test_responses import budget_used, settled, used
 
 CODEX_DIR = Path(__file__).parent / "agents" / "codex"
 CODEX_BIN = CODEX_DIR / "node_modules" / ".bin" / "codex"
@@ -216,7 +215,7 @@ def test_codex_through_the_gateway_is_charged_and_a_second_run_is_a_cache_hit(
     fake_upstream: FakeUpstream, redis_url: str, tmp_path: Path
 ) -> None:
     fake = fake_upstream
-    before = metrics.TOKENS_USED.labels("agent-1", MODEL)._value.get()
+    before = used("agent-1", MODEL)
     with running(codex_policy(fake, redis_url)) as url:
         first = run_codex(url + "/v1", GATEWAY_KEY, tmp_path)
         assert first.returncode == 0, first.stderr
@@ -224,9 +223,8 @@ def test_codex_through_the_gateway_is_charged_and_a_second_run_is_a_cache_hit(
         assert len(posted) == 2 and "echo: " in first.stdout
         usages = [record.answer.usage for record in fake.responses.responses.values()]
         billed = sum(u["total_tokens"] for u in usages)
-        assert metrics.TOKENS_USED.labels("agent-1", MODEL)._value.get() - before == billed
-        report = httpx.get(f"{url}/admin/budgets", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-        assert report.json()["data"][0]["sprint"]["used"] == billed
+        assert settled(lambda: used("agent-1", MODEL) - before, billed) == billed
+        assert settled(lambda: budget_used(url), billed) == billed
         assert tokens_used(first) == sum(
             u["input_tokens"] - u["input_tokens_details"]["cached_tokens"] + u["output_tokens"]
             for u in usages
@@ -246,7 +244,8 @@ def test_codex_through_the_gateway_is_charged_and_a_second_run_is_a_cache_hit(
         assert len(again) == 1 and again[0].json["input"][-1]["type"] == "function_call_output"
         assert without_ids(again[0].json)["input"][:-1] == without_ids(posted[1].json)["input"][:-1]
         follow = list(fake.responses.responses.values())[-1].answer.usage["total_tokens"]
-        assert metrics.TOKENS_USED.labels("agent-1", MODEL)._value.get() - before == billed + follow
+        spent = billed + follow
+        assert settled(lambda: used("agent-1", MODEL) - before, spent) == spent
     records = [r for r in stream_records(redis_url) if r["endpoint"] == "responses"]
     assert [r["cache"] for r in records] == ["MISS", "MISS", "HIT", "MISS"]
     assert sum(r["tokens_used"] for r in records[:2]) == billed and all(r["cost_usd"] for r in records[:2])

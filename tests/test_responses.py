@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,15 @@ def sdk(url: str, **headers: str) -> openai.OpenAI:
 
 def used(agent: str, model: str) -> float:
     return metrics.TOKENS_USED.labels(agent, model)._value.get()  # type: ignore[no-any-return]
+
+
+def settled(read: Callable[[], float], expected: float) -> float:
+    """``read()`` once it shows ``expected``: a stream's last event reaches the client just before the
+    gateway records it (metrics, budget commit), so give that a moment."""
+    deadline = time.monotonic() + 5
+    while (value := read()) != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
 
 
 def budget_used(url: str) -> int:
@@ -108,7 +118,9 @@ def test_stream_relays_the_typed_events_and_is_charged(
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "echo: one two three"
     final = events[-1].response
     assert final.usage is not None
-    assert used("agent-1", MODEL) - before == final.usage.total_tokens == budget_used(url)
+    total = final.usage.total_tokens
+    assert settled(lambda: used("agent-1", MODEL) - before, total) == total
+    assert settled(lambda: budget_used(url), total) == total
     assert "stream_options" not in posted(fake_upstream)[0], "the Responses API always reports usage"
 
 
