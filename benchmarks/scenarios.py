@@ -17,10 +17,11 @@ from typing import Any
 from gateway.policy import Policy
 
 from .gateway_policy import PROVIDER, shipped_models, shipped_section
-from .workload import BASE_HEADERS, UNIQUE, RequestTemplate, Workload, chat_body
+from .workload import BASE_HEADERS, UNIQUE, RequestTemplate, Workload, chat_body, responses_body
 
 DEFAULT_CONCURRENCY = (1, 32)
 CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 CACHE_OFF: Mapping[str, Any] = {"cache": {"enabled": False}}
 
 # A system prompt of typical agent size (~0.5 KB), so parsing and relaying costs are not flattered.
@@ -77,6 +78,13 @@ def _unique_messages(stream: bool) -> Workload:
     headers = _headers(anthropic_version="2023-06-01")
     done = b"event: message_stop" if stream else b""
     return Workload(MESSAGES_PATH, (RequestTemplate(json.dumps(body), headers),), done)
+
+
+def _unique_responses(stream: bool) -> Workload:
+    body = responses_body(
+        f"Task {UNIQUE}: rename the variable tmp to total.", instructions=SYSTEM_PROMPT, stream=stream
+    )
+    return Workload(RESPONSES_PATH, (RequestTemplate(body),), b"response.completed" if stream else b"")
 
 
 def _mixed_sprint() -> Workload:
@@ -140,6 +148,18 @@ _DEFINED = (
         "messages-stream",
         "as stream in the Anthropic Messages API: its event sequence relayed event by event",
         _unique_messages(stream=True),
+        policy=CACHE_OFF,
+    ),
+    Scenario(
+        "responses",
+        "as unique on the Responses API (/v1/responses): instructions and an input item, JSON answer",
+        _unique_responses(stream=False),
+        policy=CACHE_OFF,
+    ),
+    Scenario(
+        "responses-stream",
+        "as responses with stream: true, the typed events relayed; latency is time to the last byte",
+        _unique_responses(stream=True),
         policy=CACHE_OFF,
     ),
     Scenario(

@@ -102,7 +102,7 @@ class LLMCache:
         protocol = request.protocol
         fixed = not protocol.generates or deterministic(request.body)
         found = terms(self.config, protocol.name, request.cache_control, fixed)
-        if found is None:
+        if found is None or not protocol.cacheable(request.body):
             return None
         ttl, read, max_age = found
         scope = self.scope_of(request)

@@ -99,6 +99,11 @@ class Protocol(ABC):
     def answer_fields(self, body: Body) -> Body:
         """The fields that can change the answer (what the cache key hashes, model excluded)."""
 
+    def cacheable(self, body: Body) -> bool:
+        """Whether the answer to this body may be cached at all (not one that changes state the
+        provider keeps, nor one whose usage arrives later)."""
+        return True
+
     @abstractmethod
     def usage(self, answer: Any) -> Usage | None:
         """The usage a complete answer (or one stream event) reports, or None."""
