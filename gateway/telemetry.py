@@ -15,9 +15,6 @@ from typing import Any
 
 from gateway.policy.telemetry import OtlpConfig, TelemetryConfig
 
-OPERATIONS = {"chat.completions": "chat", "completions": "text_completion", "embeddings": "embeddings"}
-"""``gen_ai.operation.name`` of each endpoint; others (responses, messages) are ``chat``."""
-
 
 class Span:
     """A span as the pipeline sees it: a context manager with :meth:`annotate`."""
