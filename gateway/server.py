@@ -78,9 +78,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else request.path
     with telemetry.request_span(request.headers, route, request.method) as span:
-        response = await _observe(request, handler)
-        _annotate(span, request, response.status)
-        return response
+        status = None
+        try:
+            response = await _observe(request, handler)
+            status = response.status
+            return response
+        finally:  # also when the client hung up (as ``_record`` counts it)
+            _annotate(span, request, status or (200 if request.get(DELIVERED) else 499))
 
 
 async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:

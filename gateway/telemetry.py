@@ -9,6 +9,7 @@ OpenTelemetry (the ``otel`` extra) is never imported.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -87,6 +88,7 @@ class Telemetry:
 
 
 OFF = Telemetry()
+_PACKAGES = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
 _propagator: Any = None
 """The W3C trace-context propagator once tracing is on in this process; None means nothing to do."""
 
@@ -116,6 +118,17 @@ def add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMap
     if _propagator is not None and (found := trace_id()) is not None:
         event.setdefault("trace_id", found)
     return event
+
+
+def missing_package(config: TelemetryConfig) -> str | None:
+    """Why the policy's tracing cannot run in this installation, or None; checked without importing."""
+    if config.otlp is None:
+        return None
+    try:
+        found = all(importlib.util.find_spec(name) for name in _PACKAGES)
+    except ModuleNotFoundError:  # a parent package is missing
+        found = False
+    return None if found else "needs OpenTelemetry, which is not installed (pip install 'llm-gateway[otel]')"
 
 
 def telemetry_for(config: TelemetryConfig) -> Telemetry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -250,3 +251,25 @@ def test_opentelemetry_is_imported_only_when_telemetry_is_configured(tmp_path: P
     traced["telemetry"] = {"otlp": {"endpoint": "http://127.0.0.1:9/v1/traces", "timeout_s": 0.5}}
     (tmp_path / "traced.yaml").write_text(yaml.safe_dump(traced))
     assert _imported(tmp_path / "traced.yaml", tmp_path) == TRACING
+
+
+def test_serve_and_check_config_refuse_tracing_without_opentelemetry(tmp_path: Path) -> None:
+    shim = tmp_path / "shim"
+    shim.mkdir()  # `import opentelemetry.sdk` and the exporter now fail, as if the extra were not installed
+    (shim / "sitecustomize.py").write_text(
+        'import sys\nsys.modules["opentelemetry.sdk"] = sys.modules["opentelemetry.exporter"] = None\n'
+    )
+    path = os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    otlp = {"endpoint": "http://127.0.0.1:9/v1/traces"}
+    policy = tmp_path / "traced.yaml"
+    policy.write_text(yaml.safe_dump(base_policy("http://127.0.0.1:9", telemetry={"otlp": otlp})))
+    for args in (["check-config", str(policy)], ["serve", "--config", str(policy), "--port", "9"]):
+        command = [sys.executable, "-m", "gateway", *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 2 and result.stdout == "", (args, result.stderr)
+        assert "'telemetry.otlp'" in result.stderr and "llm-gateway[otel]" in result.stderr
+    plain = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", str(policy)], capture_output=True, text=True
+    )
+    assert plain.returncode == 0, plain.stderr
