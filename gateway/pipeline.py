@@ -316,7 +316,7 @@ def _outcome(
         model=model,
         route=route,
         provider=target.provider.name if target is not None else "",
-        status=relay.status if target is not None else None,
+        status=relay.status,
         standing=hold.standing if hold is not None else NO_BUDGET,
         cache=cache,
         batch=relay.batch,
