@@ -26,6 +26,7 @@ from gateway.telemetry import NULL_SPAN, OFF, telemetry_for
 from gateway.testing.background import BackgroundServer
 from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.startup_imports import DEFAULT_POLICY, imported
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_PARENT = "00f067aa0ba902b7"
@@ -211,20 +212,6 @@ def test_telemetry_off_is_the_shared_null_span() -> None:
         span.annotate(cache="HIT", input_tokens=3)  # nothing to set, nothing raised
 
 
-_IMPORTS = """
-import asyncio, json, sys
-from aiohttp import web
-from gateway.policy import load_policy
-from gateway.server import create_app
-
-async def main():
-    runner = web.AppRunner(create_app(load_policy(sys.argv[1])))
-    await runner.setup()
-    await runner.cleanup()
-
-asyncio.run(main())
-print(json.dumps(sorted(set(sys.modules) & set(sys.argv[2:]))))
-"""
 TRACING = [
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
     "opentelemetry.sdk.trace",
@@ -233,24 +220,12 @@ TRACING = [
 """What tracing imports. (redis-py imports OpenTelemetry's metrics API by itself when it is installed.)"""
 
 
-def _imported(policy: Path, cwd: Path) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, "-c", _IMPORTS, str(policy), *TRACING],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=cwd,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def test_opentelemetry_is_imported_only_when_telemetry_is_configured(tmp_path: Path) -> None:
-    default = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
-    assert _imported(default, tmp_path) == []
-    traced = yaml.safe_load(default.read_text())
+    assert imported(DEFAULT_POLICY, TRACING, tmp_path) == []
+    traced = yaml.safe_load(DEFAULT_POLICY.read_text())
     traced["telemetry"] = {"otlp": {"endpoint": "http://127.0.0.1:9/v1/traces", "timeout_s": 0.5}}
     (tmp_path / "traced.yaml").write_text(yaml.safe_dump(traced))
-    assert _imported(tmp_path / "traced.yaml", tmp_path) == TRACING
+    assert imported(tmp_path / "traced.yaml", TRACING, tmp_path) == TRACING
 
 
 def test_serve_and_check_config_refuse_tracing_without_opentelemetry(tmp_path: Path) -> None:
