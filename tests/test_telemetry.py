@@ -183,15 +183,15 @@ def test_spans_reach_the_receiver_in_the_clients_trace_with_genai_and_gateway_at
     assert len(requests) == 2 and {line["trace_id"] for line in requests} == {CLIENT_TRACE}
 
 
-def test_a_streamed_request_without_traceparent_starts_its_own_trace(
+def test_a_streamed_request_without_a_valid_traceparent_starts_its_own_trace(
     fake_upstream: FakeUpstream, start_gateway: Callable[..., str], receiver: tuple[Receiver, str]
 ) -> None:
     found, receiver_url = receiver
     url = start_gateway(traced_policy(fake_upstream.url, receiver_url))  # type: ignore[attr-defined]
     options = {"include_usage": True}
     body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True, "stream_options": options}
-    auth = {"Authorization": f"Bearer {GATEWAY_KEY}"}
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=auth) as reply:
+    headers = {"Authorization": f"Bearer {GATEWAY_KEY}", "traceparent": "00-not-a-trace-01"}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as reply:
         events = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")]
     assert reply.status_code == 200
     usage = next(event["usage"] for event in events if event.get("usage"))
