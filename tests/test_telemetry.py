@@ -3,7 +3,6 @@ that with it unset OpenTelemetry is never imported and every span is the shared 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -16,11 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 import yaml
 from aiohttp import web
 
-from gateway import logs
 from gateway.policy.telemetry import TelemetryConfig
 from gateway.telemetry import NULL_SPAN, OFF, telemetry_for
 from gateway.testing.background import BackgroundServer
@@ -104,21 +101,6 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
     server.stop()
 
 
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    """The gateway's log lines, rendered by its own processor chain (as ``llm-gateway serve`` does)."""
-    out = io.StringIO()
-    structlog.configure(
-        processors=logs.processors("json", out),
-        logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=False,
-    )
-    try:
-        yield out
-    finally:
-        structlog.reset_defaults()
-
-
 def traced_policy(upstream: str, receiver_url: str) -> dict[str, Any]:
     otlp = {"endpoint": receiver_url + "/v1/traces", "service_name": "gw-test", "schedule_delay_ms": 20}
     return base_policy(upstream, cache={"enabled": True}, telemetry={"otlp": otlp})
@@ -128,7 +110,6 @@ def test_spans_reach_the_receiver_in_the_clients_trace_with_genai_and_gateway_at
     fake_upstream: FakeUpstream,
     start_gateway: Callable[..., str],
     receiver: tuple[Receiver, str],
-    log_lines: io.StringIO,
 ) -> None:
     found, receiver_url = receiver
     url = start_gateway(traced_policy(fake_upstream.url, receiver_url))  # type: ignore[attr-defined]
@@ -178,9 +159,25 @@ def test_spans_reach_the_receiver_in_the_clients_trace_with_genai_and_gateway_at
     _, trace, parent, _ = sent[0].headers["traceparent"].split("-")
     assert (trace, parent) == (CLIENT_TRACE, client["span_id"]), "the provider sees the client span"
 
-    lines = [json.loads(line) for line in log_lines.getvalue().splitlines() if line.startswith("{")]
+
+def test_the_request_log_line_of_llm_gateway_serve_carries_the_trace_id(
+    fake_upstream: FakeUpstream,
+    policy_file: Callable[..., Path],
+    serve: Callable[..., tuple[subprocess.Popen[str], str]],
+    receiver: tuple[Receiver, str],
+) -> None:
+    found, receiver_url = receiver
+    otlp = {"endpoint": receiver_url + "/v1/traces", "schedule_delay_ms": 20}
+    proc, url = serve(policy_file(telemetry={"otlp": otlp}, logging={"format": "json"}))
+    headers = {"Authorization": f"Bearer {GATEWAY_KEY}", "traceparent": TRACEPARENT}
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES}
+    assert httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=10).status_code == 200
+    found.wait_for(2)  # both spans have ended, so the request line is written
+    log = Path(proc.log_path).read_text()  # type: ignore[attr-defined]
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     requests = [line for line in lines if line.get("event") == "request"]
-    assert len(requests) == 2 and {line["trace_id"] for line in requests} == {CLIENT_TRACE}
+    assert len(requests) == 1 and requests[0]["trace_id"] == CLIENT_TRACE
+    assert all("trace_id" not in line for line in lines if line.get("event") in ("serving", "started"))
 
 
 def test_a_streamed_request_without_a_valid_traceparent_starts_its_own_trace(
