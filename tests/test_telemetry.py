@@ -20,9 +20,9 @@ from aiohttp import web
 
 from gateway.policy.telemetry import TelemetryConfig
 from gateway.telemetry import NULL_SPAN, OFF, telemetry_for
-from gateway.testing.background import BackgroundServer
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.background import BackgroundServer
+from tests.fakes.upstream import FakeUpstream
 from tests.startup_imports import DEFAULT_POLICY, imported
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
