@@ -15,6 +15,8 @@ import yaml
 
 PROVIDER = "fake"
 ANTHROPIC = "fake-anthropic"
+UPSTREAM = "{upstream}"
+"""In a scenario's policy strings, the fake upstream's base URL (e.g. an OTLP endpoint on it)."""
 SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
 
 
@@ -43,7 +45,15 @@ def gateway_policy(
         "models": {"*": {"provider": PROVIDER}},
         "logging": {"level": log_level},
     }
-    return deep_merge(base, overrides or {})
+    return deep_merge(base, _with_upstream(overrides or {}, upstream_url))
+
+
+def _with_upstream(value: Any, upstream_url: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(UPSTREAM, upstream_url)
+    if isinstance(value, Mapping):
+        return {key: _with_upstream(item, upstream_url) for key, item in value.items()}
+    return value
 
 
 def write_yaml(path: Path, data: Mapping[str, Any]) -> Path:

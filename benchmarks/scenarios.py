@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.policy import Policy
 
-from .gateway_policy import PROVIDER, shipped_models, shipped_section
+from .gateway_policy import PROVIDER, UPSTREAM, shipped_models, shipped_section
 from .workload import BASE_HEADERS, UNIQUE, RequestTemplate, Workload, chat_body, responses_body
 
 DEFAULT_CONCURRENCY = (1, 32)
@@ -130,6 +130,14 @@ _DEFINED = (
         _unique_chat(stream=False),
         policy=CACHE_OFF,
         compare_litellm=True,
+    ),
+    Scenario(
+        "traced",
+        "as unique with OpenTelemetry traces on: two spans per request, exported over OTLP/HTTP to the "
+        "fake upstream (which answers 404; the export is the cost measured)",
+        _unique_chat(stream=False),
+        policy={**CACHE_OFF, "telemetry": {"otlp": {"endpoint": f"{UPSTREAM}/v1/traces"}}},
+        requires=("telemetry",),
     ),
     Scenario(
         "stream",

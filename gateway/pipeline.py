@@ -39,6 +39,7 @@ from gateway.providers import ProviderRequest, UpstreamReply
 from gateway.redact import Holdback, Redactor, redactor
 from gateway.router import Router
 from gateway.sse import UsageWatcher, event_batches, event_data
+from gateway.telemetry import OFF, Span, Telemetry
 from gateway.upstream import ModelCatalog, Upstream, relayed_error, send_once
 from gateway.validation import parse_json
 
@@ -69,8 +70,10 @@ class Pipeline:
         budget: BudgetManager,
         batcher: Batcher,
         limits: Limiter,
+        telemetry: Telemetry = OFF,
     ) -> None:
         self.policy = policy
+        self.telemetry = telemetry
         self.batcher = batcher
         self.budget = budget
         self.router = router
@@ -147,25 +150,29 @@ class Pipeline:
         assert route is not None
         call = _call(asked, raw)
         sent = time.perf_counter()
-        try:
-            if self.batcher.eligible(asked):
-                target, reply, relay.batch = await self.batcher.submit(asked, route.target, call)
-            else:
-                target, reply = await self.upstream.call(call, self.catalog.chain(route.target))
-            self.router.answered(asked, route, target)
-            self.limits.observe(target.provider.name, reply.headers)
-            relay.target = target
-            headers = response_headers(replace(so_far, model=target.name, batch=relay.batch))
-            clean = redactor(target.provider.secrets)
-            if reply.chunks is not None:
-                return await self._relay_stream(request, asked, reply, tap, clean, headers, relay)
-            response = self._respond(reply, clean, headers)
-            relay.status = reply.status
-            if reply.status < 400:
-                relay.usage = _usage(asked, cast(bytes, response.body))  # _respond() gives it bytes
+        first, operation = route.target, asked.protocol.operation
+        with self.telemetry.provider_span(first.provider.name, first.upstream_model, operation) as span:
+            try:
+                if self.batcher.eligible(asked):
+                    target, reply, relay.batch = await self.batcher.submit(asked, route.target, call)
+                else:
+                    target, reply = await self.upstream.call(call, self.catalog.chain(route.target))
+                self.router.answered(asked, route, target)
+                self.limits.observe(target.provider.name, reply.headers)
+                relay.target = target
+                headers = response_headers(replace(so_far, model=target.name, batch=relay.batch))
+                clean = redactor(target.provider.secrets)
+                if reply.chunks is not None:
+                    response = await self._relay_stream(request, asked, reply, tap, clean, headers, relay)
+                else:
+                    response = self._respond(reply, clean, headers)
+                    relay.status = reply.status
+                    if reply.status < 400:
+                        relay.usage = _usage(asked, cast(bytes, response.body))  # _respond() gives it bytes
+            finally:
+                relay.upstream_seconds = time.perf_counter() - sent
+                _annotate(span, relay)
             return response
-        finally:
-            relay.upstream_seconds = time.perf_counter() - sent
 
     async def passthrough(self, request: web.Request, path: str) -> web.StreamResponse:
         """Any other ``/v1/*`` route, relayed as is to the default provider (files, batches, responses...)."""
@@ -278,6 +285,17 @@ def _call(asked: Request, raw: bytes) -> Call:
     if body is None:
         return Call(asked.request_id, asked.stream, path, asked.body, raw, headers, query)
     return Call(asked.request_id, True, path, body, orjson.dumps(body), headers, query)
+
+
+def _annotate(span: Span, relay: Relay) -> None:
+    """The provider call's span: the model that answered and what it used (a failure: what is known)."""
+    usage, target = relay.usage, relay.target
+    span.annotate(
+        response_model=target.upstream_model if target is not None else None,
+        input_tokens=usage.prompt_tokens if usage else None,
+        output_tokens=usage.completion_tokens if usage else None,
+        status=relay.status if target is not None else None,
+    )
 
 
 def _usage(asked: Request, answer: bytes) -> Usage | None:

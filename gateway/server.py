@@ -14,7 +14,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from gateway import metrics
 from gateway.admin import create_admin_app
-from gateway.appkeys import BUDGET, CACHE, LEDGER, PIPELINE, POLICY, ROUTING_LOG, STORE
+from gateway.appkeys import BUDGET, CACHE, LEDGER, PIPELINE, POLICY, ROUTING_LOG, STORE, TELEMETRY
 from gateway.connection import unreadable_body
 from gateway.errors import GatewayError, from_http_exception
 from gateway.ledger import Finished
@@ -27,6 +27,7 @@ from gateway.protocols import PROTOCOLS, Protocol, Usage
 from gateway.services import Services
 from gateway.startup import NO_KEY, missing_keys
 from gateway.store import Store
+from gateway.telemetry import OFF, Span
 
 log = get_logger("gateway.server")
 
@@ -63,6 +64,7 @@ def _services(given: Store | None) -> Callable[[web.Application], AsyncIterator[
             app[ROUTING_LOG] = running.routing_log
             app[BUDGET] = running.budget
             app[LEDGER] = running.ledger
+            app[TELEMETRY] = running.telemetry
             yield
 
     return services
@@ -70,6 +72,24 @@ def _services(given: Store | None) -> Callable[[web.Application], AsyncIterator[
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """:func:`_observe` inside the request's server span when tracing is on (its log line then carries
+    the ``trace_id``); when it is off, one test and nothing else."""
+    telemetry = request.config_dict.get(TELEMETRY, OFF)
+    if not telemetry.enabled or request.path in _QUIET:
+        return await _observe(request, handler)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else request.path
+    with telemetry.request_span(request.headers, route, request.method) as span:
+        status = None
+        try:
+            response = await _observe(request, handler)
+            status = response.status
+            return response
+        finally:  # also when the client hung up (as ``_record`` counts it)
+            _annotate(span, request, status or (200 if request.get(DELIVERED) else 499))
+
+
+async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turns every failure into an OpenAI-shaped error and records one metric sample, log line and
     ledger record."""
     started = time.perf_counter()
@@ -110,6 +130,27 @@ def _error_response(request: web.Request, error: GatewayError) -> web.Response:
     """The error in the shape of the route's protocol (OpenAI's for every other route)."""
     protocol = PROTOCOLS.get(request.path)
     return protocol.error_response(error) if protocol is not None else error.response()
+
+
+def _annotate(span: Span, request: web.Request, status: int) -> None:
+    """The server span's attributes: who asked, and what the stages decided."""
+    outcome = request.get(OUTCOME)
+    if outcome is None:
+        span.annotate(status=status)
+        return
+    usage, asked = outcome.usage, outcome.request
+    span.annotate(
+        status=status if outcome.status == 200 else outcome.status,
+        response_model=outcome.model,
+        input_tokens=usage.prompt_tokens if usage else None,
+        output_tokens=usage.completion_tokens if usage else None,
+        cache=outcome.cache.status,
+        route_reason=outcome.route_reason,
+        batch_id=outcome.batch.batch_id if outcome.batch is not None else None,
+        budget_left=outcome.standing.budget_left,
+        agent=asked.agent,
+        team=asked.team,
+    )
 
 
 def _request_id(given: str) -> str:

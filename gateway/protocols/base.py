@@ -60,6 +60,8 @@ class Protocol(ABC):
     """The gateway's own path for it (``/v1/chat/completions``)."""
     upstream_path: ClassVar[str]
     """The provider's path for it, relative to the provider's base URL."""
+    operation: ClassVar[str] = "chat"
+    """Its ``gen_ai.operation.name`` on the provider call's span (OpenTelemetry GenAI conventions)."""
     streams: ClassVar[bool] = True
     """Whether requests may ask for ``stream: true``."""
     routable: ClassVar[bool] = False

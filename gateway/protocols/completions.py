@@ -14,6 +14,7 @@ class Completions(OpenAIProtocol):
     name = "completions"
     route = "/v1/completions"
     upstream_path = "completions"
+    operation = "text_completion"
 
     def validate(self, body: Body) -> None:
         super().validate(body)
