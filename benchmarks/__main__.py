@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from .processes import StartError
+from .ratios import ratio_table
 from .report import Report, render
 from .run import Options, run
 from .scenarios import SCENARIOS, UnknownScenario, available, get_scenario
@@ -67,7 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         help="load generator (default: wrk if on the PATH, else aiohttp)",
     )
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: spare the CPUs)")
-    parser.add_argument("--compare", choices=["litellm"], help="also measure the LiteLLM proxy")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        choices=["litellm", "portkey", "forwarder"],
+        help="also measure this peer (repeatable): the LiteLLM proxy, the Portkey gateway, the bare "
+        "aiohttp forwarder (the forwarder joins whenever a peer is compared)",
+    )
     parser.add_argument("--json", type=Path, help="write the results as JSON to this file")
     parser.add_argument(
         "--profile",
@@ -130,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency or (),
         tool=args.tool,
         wrk_threads=args.wrk_threads,
-        compare_litellm=args.compare == "litellm",
+        compare_litellm="litellm" in (args.compare or ()),
+        peers=[*dict.fromkeys(["forwarder", *args.compare] if args.compare else [])],
         profile_dir=args.profile,
     )
     for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell may start us with it ignored
@@ -146,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         report.notes.append(f"stopped: {exc}")
         status = 1
     print(render(report))
+    if (ratios := ratio_table(report)) is not None:
+        print(f"\nagainst the bare forwarder and the memory store (same run)\n{ratios}")
     if args.json:
         args.json.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
     return status

@@ -14,6 +14,9 @@ from typing import Any
 import yaml
 
 PROVIDER = "fake"
+ANTHROPIC = "fake-anthropic"
+UPSTREAM = "{upstream}"
+"""In a scenario's policy strings, the fake upstream's base URL (e.g. an OTLP endpoint on it)."""
 SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
 
 
@@ -36,11 +39,21 @@ def gateway_policy(
         "store": {"url": store_url},
         "providers": {
             PROVIDER: {"type": "openai", "base_url": upstream_url + "/v1", "api_key": "sk-bench-provider"},
+            # the same fake, for /v1/messages (models only "*" names go to the first type: anthropic)
+            ANTHROPIC: {"type": "anthropic", "base_url": upstream_url, "api_key": "sk-bench-provider"},
         },
         "models": {"*": {"provider": PROVIDER}},
         "logging": {"level": log_level},
     }
-    return deep_merge(base, overrides or {})
+    return deep_merge(base, _with_upstream(overrides or {}, upstream_url))
+
+
+def _with_upstream(value: Any, upstream_url: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(UPSTREAM, upstream_url)
+    if isinstance(value, Mapping):
+        return {key: _with_upstream(item, upstream_url) for key, item in value.items()}
+    return value
 
 
 def write_yaml(path: Path, data: Mapping[str, Any]) -> Path:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from gateway.testing.redis_server import free_port
+from tests.fakes.redis_server import free_port
 
 from .gateway_policy import write_yaml
 from .processes import ManagedProcess, StartError, cmdline, wait_started

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from gateway.testing.redis_server import free_port
+from tests.fakes.redis_server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30.0
@@ -117,7 +117,7 @@ def start_upstream(run_dir: Path, latency_ms: float) -> tuple[ManagedProcess, st
     argv = [
         sys.executable,
         "-m",
-        "gateway.testing.upstream",
+        "tests.fakes.upstream",
         "--batch-aware",  # the batch scenario measures batches, not their fallback
         "--host",
         "127.0.0.1",

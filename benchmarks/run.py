@@ -14,22 +14,26 @@ import re
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
 
-from gateway.testing.redis_server import RedisServer
-from gateway.testing.redis_topologies import RedisClusterGroup
+from tests.fakes.redis_server import RedisServer
+from tests.fakes.redis_topologies import RedisClusterGroup
 
+from .forwarder import start_forwarder
 from .gateway_policy import gateway_policy, write_yaml
 from .litellm_compare import LITELLM_VERSION, LiteLLMUnavailable, is_helper_process, start_litellm
 from .load import LoadTool, pick_tool, probe
+from .portkey_compare import PortkeyUnavailable, routing_headers, start_portkey
+from .portkey_compare import version as portkey_version
 from .processes import StartError, start_gateway, start_upstream, worker_rss_mb
 from .profiling import Recording
 from .report import DIRECT, Measurement, Report
 from .scenarios import Scenario
+from .workload import UNIQUE, Workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,9 @@ class Options:
     repeat: int = 1
     """Measurements per target and concurrency; the median by throughput is reported."""
     compare_litellm: bool = False
+    peers: Sequence[str] = ()
+    """Other proxies measured beside the gateway on every scenario: ``forwarder`` (the bare aiohttp
+    relay, the floor for this design) and ``portkey`` (the Portkey gateway)."""
     profile_dir: Path | None = None
     """Record a py-spy profile of every gateway measurement into this folder."""
 
@@ -63,6 +70,14 @@ class Target:
     """Whose serving processes' RSS is read after each measurement."""
     helper: Callable[[int], bool] = field(default=lambda _: False)
     """Children that serve no requests and are left out of the RSS figures."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Added to every request sent to this target (Portkey's routing headers)."""
+
+    def workload(self, workload: Workload) -> Workload:
+        if not self.headers:
+            return workload
+        templates = tuple(replace(t, headers={**t.headers, **self.headers}) for t in workload.templates)
+        return replace(workload, templates=templates)
 
 
 def gateway_target(level: str, store: str = "") -> str:
@@ -116,6 +131,7 @@ def run(options: Options, report: Report) -> None:
             litellm = _start_litellm(run_dir, upstream_url, options, report, stack)
         elif options.compare_litellm:
             report.notes.append("LiteLLM not started: no selected scenario is comparable with it")
+        peers = _start_peers(run_dir, upstream_url, options, report, stack)
         for scenario in options.scenarios:
             with ExitStack() as scoped:
                 targets = [Target(DIRECT, DIRECT, upstream_url)]
@@ -128,6 +144,7 @@ def run(options: Options, report: Report) -> None:
                     targets.append(Target(gateway_target(level, store), "gateway", url, proc.pid))
                 if litellm is not None and scenario.compare_litellm:
                     targets.append(litellm)
+                targets += peers
                 _measure_scenario(scenario, targets, tool, options, upstream_url, report)
 
 
@@ -150,6 +167,32 @@ def _start_litellm(
     return Target("litellm", "litellm", url, proc.pid, is_helper_process)
 
 
+def _start_peers(
+    run_dir: Path, upstream_url: str, options: Options, report: Report, stack: ExitStack
+) -> list[Target]:
+    """The other proxies, started once: each relays every scenario's requests with none of its stages."""
+    peers = []
+    if "forwarder" in options.peers:
+        proc, url = start_forwarder(run_dir, upstream_url)
+        stack.callback(proc.stop)
+        peers.append(Target("forwarder", "forwarder", url, proc.pid))
+        report.notes.append(
+            "forwarder: a bare aiohttp proxy (one ClientSession, body and answer relayed, nothing else), "
+            "the floor for a Python proxy of this design"
+        )
+    if "portkey" in options.peers:
+        try:
+            proc, url = start_portkey(run_dir)
+        except PortkeyUnavailable as exc:
+            report.notes.append(f"Portkey comparison skipped: {exc}")
+            return peers
+        stack.callback(proc.stop)
+        peers.append(Target("portkey", "portkey", url, proc.pid, headers=routing_headers(upstream_url)))
+        report.meta["portkey_version"] = portkey_version()
+        report.notes.append("portkey: the Portkey gateway (node, headless, defaults), routed by its headers")
+    return peers
+
+
 def _measure_scenario(
     scenario: Scenario,
     targets: list[Target],
@@ -160,7 +203,7 @@ def _measure_scenario(
 ) -> None:
     ready = []
     for target in targets:
-        problem = probe(target.base_url, scenario.workload)
+        problem = probe(target.base_url, target.workload(scenario.workload))
         if problem is None:
             ready.append(target)
         else:
@@ -171,7 +214,9 @@ def _measure_scenario(
         for round_ in range(options.repeat):  # rounds interleave the targets, so drift hits all alike
             for target in ready:
                 if round_ == 0 and options.warmup_s > 0:
-                    tool.run(target.base_url, scenario.workload, concurrency, options.warmup_s)
+                    tool.run(
+                        target.base_url, target.workload(scenario.workload), concurrency, options.warmup_s
+                    )
                 runs[target.name].append(
                     _measure(scenario, target, tool, options, concurrency, upstream_url, report, round_)
                 )
@@ -193,8 +238,14 @@ def _measure(
     recording = _recording(options, target, label) if round_ == 0 else None
     before = _upstream_requests(upstream_url)
     tokens_before = _tokens_used(target)
-    result = tool.run(target.base_url, scenario.workload, concurrency, options.duration_s)
+    result = tool.run(target.base_url, target.workload(scenario.workload), concurrency, options.duration_s)
     received = _upstream_requests(upstream_url) - before
+    if _every_body_unique(scenario) and received < result.requests - concurrency:
+        report.notes.append(
+            f"{label}: only {received} of {result.requests} answers reached the upstream: "
+            "the figure includes answers not produced by the provider (a cache hit rate, not a miss path)"
+        )
+        print(report.notes[-1], file=sys.stderr, flush=True)
     tokens_after = _tokens_used(target)
     tokens = None if tokens_before is None or tokens_after is None else tokens_after - tokens_before
     if recording is not None and (summary := recording.finish()) is not None:
@@ -207,6 +258,13 @@ def _measure(
         flush=True,
     )
     return Measurement(scenario.name, target.name, target.kind, result, rss, received, tokens_used=tokens)
+
+
+def _every_body_unique(scenario: Scenario) -> bool:
+    """Every request must reach the upstream: each body is new (a fresh run id per run) and nothing
+    merges them (batching)."""
+    batching = scenario.policy.get("batching", {}).get("enabled", False)
+    return not batching and all(UNIQUE in t.body for t in scenario.workload.templates)
 
 
 def _median(runs: list[Measurement]) -> Measurement:

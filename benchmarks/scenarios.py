@@ -9,17 +9,19 @@ know are dropped (turning off a stage that does not exist changes nothing).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy import Policy
 
-from .gateway_policy import PROVIDER, shipped_models, shipped_section
-from .workload import BASE_HEADERS, UNIQUE, RequestTemplate, Workload, chat_body
+from .gateway_policy import PROVIDER, UPSTREAM, shipped_models, shipped_section
+from .workload import BASE_HEADERS, UNIQUE, RequestTemplate, Workload, chat_body, responses_body
 
 DEFAULT_CONCURRENCY = (1, 32)
 CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 CACHE_OFF: Mapping[str, Any] = {"cache": {"enabled": False}}
 
 # A system prompt of typical agent size (~0.5 KB), so parsing and relaying costs are not flattered.
@@ -59,6 +61,30 @@ def _headers(**extra: str) -> dict[str, str]:
 def _unique_chat(stream: bool) -> Workload:
     body = chat_body(f"Task {UNIQUE}: rename the variable tmp to total.", system=SYSTEM_PROMPT, stream=stream)
     return Workload(CHAT_PATH, (RequestTemplate(body),), b"data: [DONE]" if stream else b"")
+
+
+MESSAGES_PATH = "/v1/messages"
+
+
+def _unique_messages(stream: bool) -> Workload:
+    """As ``_unique_chat`` in Anthropic's Messages shape (system prompt apart, max_tokens required)."""
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 256,
+        "system": SYSTEM_PROMPT,
+        "messages": [{"role": "user", "content": f"Task {UNIQUE}: rename the variable tmp to total."}],
+        **({"stream": True} if stream else {}),
+    }
+    headers = _headers(anthropic_version="2023-06-01")
+    done = b"event: message_stop" if stream else b""
+    return Workload(MESSAGES_PATH, (RequestTemplate(json.dumps(body), headers),), done)
+
+
+def _unique_responses(stream: bool) -> Workload:
+    body = responses_body(
+        f"Task {UNIQUE}: rename the variable tmp to total.", instructions=SYSTEM_PROMPT, stream=stream
+    )
+    return Workload(RESPONSES_PATH, (RequestTemplate(body),), b"response.completed" if stream else b"")
 
 
 def _mixed_sprint() -> Workload:
@@ -106,11 +132,43 @@ _DEFINED = (
         compare_litellm=True,
     ),
     Scenario(
+        "traced",
+        "as unique with OpenTelemetry traces on: two spans per request, exported over OTLP/HTTP to the "
+        "fake upstream (which answers 404; the export is the cost measured)",
+        _unique_chat(stream=False),
+        policy={**CACHE_OFF, "telemetry": {"otlp": {"endpoint": f"{UPSTREAM}/v1/traces"}}},
+        requires=("telemetry",),
+    ),
+    Scenario(
         "stream",
         "as unique with stream: true, SSE relayed; latency is time to the last byte",
         _unique_chat(stream=True),
         policy=CACHE_OFF,
         compare_litellm=True,
+    ),
+    Scenario(
+        "messages",
+        "as unique in the Anthropic Messages API (/v1/messages to a type: anthropic provider)",
+        _unique_messages(stream=False),
+        policy=CACHE_OFF,
+    ),
+    Scenario(
+        "messages-stream",
+        "as stream in the Anthropic Messages API: its event sequence relayed event by event",
+        _unique_messages(stream=True),
+        policy=CACHE_OFF,
+    ),
+    Scenario(
+        "responses",
+        "as unique on the Responses API (/v1/responses): instructions and an input item, JSON answer",
+        _unique_responses(stream=False),
+        policy=CACHE_OFF,
+    ),
+    Scenario(
+        "responses-stream",
+        "as responses with stream: true, the typed events relayed; latency is time to the last byte",
+        _unique_responses(stream=True),
+        policy=CACHE_OFF,
     ),
     Scenario(
         "cache-miss",

@@ -59,3 +59,13 @@ def chat_body(user: str, *, system: str = "", stream: bool = False, model: str =
     if stream:
         body["stream"] = True
     return json.dumps(body, separators=(",", ":"))
+
+
+def responses_body(user: str, *, instructions: str = "", stream: bool = False, model: str = MODEL) -> str:
+    """A Responses API body as JSON text: instructions and one user input item."""
+    body: dict[str, Any] = {"model": model, "input": [{"role": "user", "content": user}]}
+    if instructions:
+        body["instructions"] = instructions
+    if stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":"))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.policy import Policy
     from gateway.router import RoutingLog
     from gateway.store import Store
+    from gateway.telemetry import Telemetry
 
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 STORE: web.AppKey[Store] = web.AppKey("store")
@@ -28,3 +29,4 @@ ROUTING_LOG: web.AppKey[RoutingLog] = web.AppKey("routing_log")
 BUDGET: web.AppKey[BudgetManager] = web.AppKey("budget")
 LEDGER: web.AppKey[RequestLedger | None] = web.AppKey("ledger")
 """None when ``ledger.enabled`` is off."""
+TELEMETRY: web.AppKey[Telemetry] = web.AppKey("telemetry")

@@ -16,6 +16,7 @@ from gateway.policy import ConfigError, Policy, default_policy_path, load_policy
 from gateway.providers import missing_package
 from gateway.reporting import commands as reporting
 from gateway.supervisor import WORKER_ENV
+from gateway.telemetry import missing_package as missing_telemetry
 
 CONFIG_HELP = "policy file (default: $GATEWAY_CONFIG or policies/default.yaml)"
 
@@ -111,6 +112,8 @@ def _load(path: Path, runnable: bool = False) -> Policy:
             problem = missing_package(provider)
             if problem:
                 raise ConfigError(str(path), f"providers.{name}.type", problem)
+        if runnable and (problem := missing_telemetry(policy.telemetry)):
+            raise ConfigError(str(path), "telemetry.otlp", problem)
     except ConfigError as exc:
         print(f"llm-gateway: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -39,6 +39,10 @@ class Request:
     client_wants_usage: bool = False
     requested_model: str = ""
     prompt_estimate: int = 0
+    upstream_headers: dict[str, str] | None = None
+    """The client headers the provider gets (the protocol's ``upstream_headers``); None: the defaults."""
+    query: str = ""
+    """The client's query string, for protocols that keep it (``?beta=true``)."""
 
     @property
     def endpoint(self) -> str:
@@ -107,6 +111,8 @@ class Call:
     path: str
     body: dict[str, Any]
     raw: bytes
+    headers: dict[str, str] | None = None
+    query: str = ""
 
 
 @dataclass(slots=True)

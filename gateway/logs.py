@@ -18,6 +18,7 @@ import orjson
 import structlog
 
 from gateway.redact import MASK, everywhere
+from gateway.telemetry import add_trace_id
 
 _SECRET_KEYS = {"authorization", "api_key", "apikey", "key", "password", "token", "x-api-key", "admin_key"}
 _BEARER = re.compile(r"(?i)(bearer\s+|(?<![a-z0-9])sk-[a-z]*-?)[A-Za-z0-9_\-\.]{6,}")
@@ -62,10 +63,12 @@ class _ScrubRecords(logging.Filter):
 
 
 def processors(fmt: str = "json", stream: Any = None) -> list[Any]:
-    """The structlog chain: level, time, named secrets hidden, exception text, a scrubbed rendering."""
+    """The structlog chain: level, time, trace id, named secrets hidden, exception text, a scrubbed
+    rendering."""
     return [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_id,
         _hide_named,
         structlog.processors.format_exc_info,
         renderer(fmt, stream),

@@ -46,6 +46,16 @@ FALLBACKS = Counter(
 TOKENS_USED = Counter(
     "tokens_used_total", "Provider tokens consumed (prompt + completion).", ["agent", "model"]
 )
+PROVIDER_CACHE_TOKENS = Counter(
+    "provider_cache_tokens_total",
+    "Prompt tokens the provider read from (kind=read) or wrote to (kind=write) its own prompt cache.",
+    ["kind", "model"],
+)
+PROVIDER_CACHE_SAVED = Counter(
+    "provider_cache_saved_usd_total",
+    "USD the provider's prompt cache saved: cache reads and writes at their rates instead of input's.",
+    ["model"],
+)
 CACHE_HITS = Counter("llm_cache_hits_total", "Requests answered from the cache.", ["endpoint"])
 CACHE_MISSES = Counter(
     "llm_cache_misses_total", "Requests the cache could not answer (X-Cache: MISS).", ["endpoint"]
@@ -54,11 +64,6 @@ CACHE_TOKENS_SAVED = Counter(
     "llm_cache_tokens_saved_total", "Provider tokens not spent thanks to cache hits."
 )
 CACHE_COST_SAVED = Counter("llm_cache_cost_saved_usd_total", "Estimated USD not spent thanks to cache hits.")
-PROVIDER_CACHED_TOKENS = Counter(
-    "llm_provider_cached_tokens_total",
-    "Prompt tokens the provider read from its own prompt cache (billed at its cached-input rate).",
-    ["model"],
-)
 # llm_cache_hit_rate is derived from the two counters at scrape time (gateway/prometheus.py), so it is
 # right across workers: a gauge kept per process could not be summed.
 ROUTING_DECISIONS = Counter(

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import replace
+from typing import cast
 
 import aiohttp
 import orjson
@@ -39,6 +40,7 @@ from gateway.providers import ProviderRequest, UpstreamReply
 from gateway.redact import Holdback, Redactor, redactor
 from gateway.router import Router
 from gateway.sse import UsageWatcher, event_batches, event_data
+from gateway.telemetry import OFF, Span, Telemetry
 from gateway.upstream import ModelCatalog, Target, Upstream, relayed_error, send_once
 from gateway.validation import parse_json
 
@@ -69,8 +71,10 @@ class Pipeline:
         budget: BudgetManager,
         batcher: Batcher,
         limits: Limiter,
+        telemetry: Telemetry = OFF,
     ) -> None:
         self.policy = policy
+        self.telemetry = telemetry
         self.batcher = batcher
         self.budget = budget
         self.router = router
@@ -89,7 +93,9 @@ class Pipeline:
         try:
             admission = await self.limits.admit(asked, request.headers)  # rate limits and the brake
             hold = await self.budget.reserve(asked)
-            route = self.router.route(asked, hold.standing if hold else NO_BUDGET)
+            route = self.catalog.serving(
+                self.router.route(asked, hold.standing if hold else NO_BUDGET), asked
+            )
             plan = self.cache.plan(asked, route.model)
             cache = await self.cache.fetch(plan, route.model) if plan is not None else BYPASS
             so_far = _outcome(asked, admission, hold, route, cache, relay)
@@ -145,25 +151,29 @@ class Pipeline:
         assert route is not None
         call = _call(asked, raw, self._keyed(asked, route.target))
         sent = time.perf_counter()
-        try:
-            if self.batcher.eligible(asked):
-                target, reply, relay.batch = await self.batcher.submit(asked, route.target, call)
-            else:
-                target, reply = await self.upstream.call(call, self.catalog.chain(route.target))
-            self.router.answered(asked, route, target)
-            self.limits.observe(target.provider.name, reply.headers)
-            relay.target = target
-            headers = response_headers(replace(so_far, model=target.name, batch=relay.batch))
-            clean = redactor(target.provider.secrets)
-            if reply.chunks is not None:
-                return await self._relay_stream(request, asked, reply, tap, clean, headers, relay)
-            response = self._respond(reply, clean, headers)
-            relay.status = reply.status
-            if reply.status < 400:
-                relay.usage = _usage(asked, response.body)
+        first, operation = route.target, asked.protocol.operation
+        with self.telemetry.provider_span(first.provider.name, first.upstream_model, operation) as span:
+            try:
+                if self.batcher.eligible(asked):
+                    target, reply, relay.batch = await self.batcher.submit(asked, route.target, call)
+                else:
+                    target, reply = await self.upstream.call(call, self.catalog.chain(route.target))
+                self.router.answered(asked, route, target)
+                self.limits.observe(target.provider.name, reply.headers)
+                relay.target = target
+                headers = response_headers(replace(so_far, model=target.name, batch=relay.batch))
+                clean = redactor(target.provider.secrets)
+                if reply.chunks is not None:
+                    response = await self._relay_stream(request, asked, reply, tap, clean, headers, relay)
+                else:
+                    response = self._respond(reply, clean, headers)
+                    relay.status = reply.status
+                    if reply.status < 400:
+                        relay.usage = _usage(asked, cast(bytes, response.body))  # _respond() gives it bytes
+            finally:
+                relay.upstream_seconds = time.perf_counter() - sent
+                _annotate(span, relay)
             return response
-        finally:
-            relay.upstream_seconds = time.perf_counter() - sent
 
     def _keyed(self, asked: Request, target: Target) -> Body:
         """The body with a ``prompt_cache_key`` for its shared prefix, when the policy is on and every
@@ -215,7 +225,11 @@ class Pipeline:
         raw = await request.read()
         body = parse_json(raw)
         protocol.validate(body)
-        return build_context(request[REQUEST_ID], protocol, identity, request.headers, body), raw
+        asked = build_context(request[REQUEST_ID], protocol, identity, request.headers, body)
+        if protocol.provider_type is not None:  # a native protocol: its headers and query go along
+            query = request.query_string if protocol.keeps_query else ""
+            asked = replace(asked, upstream_headers=protocol.upstream_headers(request.headers), query=query)
+        return asked, raw
 
     def _respond(
         self, reply: UpstreamReply, clean: Redactor, own: dict[str, str] | None = None
@@ -280,7 +294,19 @@ def _call(asked: Request, raw: bytes, body: Body) -> Call:
     client's behalf is removed again on the way back (the adapter's ``drop``)."""
     body = (asked.protocol.stream_request(body) if asked.stream else None) or body
     sent = raw if body is asked.body else orjson.dumps(body)
-    return Call(asked.request_id, asked.stream, asked.protocol.upstream_path, body, sent)
+    path, headers, query = asked.protocol.upstream_path, asked.upstream_headers, asked.query
+    return Call(asked.request_id, asked.stream, path, body, sent, headers, query)
+
+
+def _annotate(span: Span, relay: Relay) -> None:
+    """The provider call's span: the model that answered and what it used (a failure: what is known)."""
+    usage, target = relay.usage, relay.target
+    span.annotate(
+        response_model=target.upstream_model if target is not None else None,
+        input_tokens=usage.prompt_tokens if usage else None,
+        output_tokens=usage.completion_tokens if usage else None,
+        status=relay.status if target is not None else None,
+    )
 
 
 def _usage(asked: Request, answer: bytes) -> Usage | None:

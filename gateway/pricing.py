@@ -105,9 +105,11 @@ def _resolve(name: str, model: ModelConfig, provider: ProviderConfig) -> TokenPr
     if provider.type == "litellm":
         ref = provider.litellm_prefix + upstream
         return _genai_price(ref, provider_id="litellm" if "/" in ref else None)
-    # A known API (OpenAI, OpenRouter, Groq, ...) by its URL; any other OpenAI-compatible server at
-    # OpenAI's list price for OpenAI's model names (set ``price`` for a self-hosted model).
-    return _genai_price(upstream, api_url=provider.base_url) or _genai_price(upstream, provider_id="openai")
+    # A known API (OpenAI, OpenRouter, Groq, ...) by its URL; any other server at the list price of
+    # the API it speaks: Anthropic's for ``type: anthropic``, else OpenAI's (set ``price`` for a
+    # self-hosted model).
+    listed = "anthropic" if provider.type == "anthropic" else "openai"
+    return _genai_price(upstream, api_url=provider.base_url) or _genai_price(upstream, provider_id=listed)
 
 
 def _genai_price(ref: str, provider_id: str | None = None, api_url: str | None = None) -> TokenPrice | None:

@@ -54,7 +54,7 @@ def render(derive: Derive | None = None) -> tuple[bytes, str]:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     source = _Derived(registry, derive) if derive else registry
-    return generate_latest(source), CONTENT_TYPE_LATEST  # type: ignore[arg-type]
+    return generate_latest(source), CONTENT_TYPE_LATEST
 
 
 def sample_sum(families: list[Metric], name: str) -> float:

@@ -87,7 +87,8 @@ class Redactor:
                 spans.append([begin, end])
         if not spans:
             return text
-        out, last = [], 0
+        out: list[str] = []
+        last = 0
         for begin, end in spans:
             out += (text[last:begin], MASK)
             last = end
@@ -179,8 +180,10 @@ class Holdback:
 
 
 @functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)
 def redactor(secrets: tuple[str, ...]) -> Redactor:
-    """The redactor for one provider's secrets (built once per set of secrets)."""
+    """The redactor for one provider's secrets, built once per set of secrets (not per request: its
+    tables take a pass over every secret); a rotated key gets its own."""
     return Redactor(secrets)
 
 

@@ -14,23 +14,25 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from gateway import metrics
 from gateway.admin import create_admin_app
-from gateway.appkeys import BUDGET, CACHE, LEDGER, PIPELINE, POLICY, ROUTING_LOG, STORE
+from gateway.appkeys import BUDGET, CACHE, LEDGER, PIPELINE, POLICY, ROUTING_LOG, STORE, TELEMETRY
 from gateway.connection import unreadable_body
 from gateway.errors import GatewayError, from_http_exception
 from gateway.ledger import Finished
+from gateway.ledger.record import provider_cache_saving
 from gateway.logs import get_logger
 from gateway.pipeline import DELIVERED, OUTCOME, REQUEST_ID, Pipeline, extra_headers
 from gateway.policy import Policy
 from gateway.prometheus import render
-from gateway.protocols import PROTOCOLS, Protocol
+from gateway.protocols import PROTOCOLS, Protocol, Usage
 from gateway.services import Services
 from gateway.startup import NO_KEY, missing_keys
 from gateway.store import Store
+from gateway.telemetry import OFF, Span
 
 log = get_logger("gateway.server")
 
 _TOKEN = re.compile(r"[!-~]{1,128}")
-_QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
+_QUIET = frozenset({"/", "/healthz", "/readyz", "/metrics"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -45,6 +47,7 @@ def create_app(policy: Policy, store: Store | None = None) -> web.Application:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_route("*", "/v1/{tail:.+}", passthrough)
+    app.router.add_get("/", root)  # and HEAD /: the connectivity check Claude Code makes
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -61,6 +64,7 @@ def _services(given: Store | None) -> Callable[[web.Application], AsyncIterator[
             app[ROUTING_LOG] = running.routing_log
             app[BUDGET] = running.budget
             app[LEDGER] = running.ledger
+            app[TELEMETRY] = running.telemetry
             yield
 
     return services
@@ -68,6 +72,24 @@ def _services(given: Store | None) -> Callable[[web.Application], AsyncIterator[
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """:func:`_observe` inside the request's server span when tracing is on (its log line then carries
+    the ``trace_id``); when it is off, one test and nothing else."""
+    telemetry = request.config_dict.get(TELEMETRY, OFF)
+    if not telemetry.enabled or request.path in _QUIET:
+        return await _observe(request, handler)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else request.path
+    with telemetry.request_span(request.headers, route, request.method) as span:
+        status = None
+        try:
+            response = await _observe(request, handler)
+            status = response.status
+            return response
+        finally:  # also when the client hung up (as ``_record`` counts it)
+            _annotate(span, request, status or (200 if request.get(DELIVERED) else 499))
+
+
+async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turns every failure into an OpenAI-shaped error and records one metric sample, log line and
     ledger record."""
     started = time.perf_counter()
@@ -110,6 +132,27 @@ def _error_response(request: web.Request, error: GatewayError) -> web.Response:
     return protocol.error_response(error) if protocol is not None else error.response()
 
 
+def _annotate(span: Span, request: web.Request, status: int) -> None:
+    """The server span's attributes: who asked, and what the stages decided."""
+    outcome = request.get(OUTCOME)
+    if outcome is None:
+        span.annotate(status=status)
+        return
+    usage, asked = outcome.usage, outcome.request
+    span.annotate(
+        status=status if outcome.status == 200 else outcome.status,
+        response_model=outcome.model,
+        input_tokens=usage.prompt_tokens if usage else None,
+        output_tokens=usage.completion_tokens if usage else None,
+        cache=outcome.cache.status,
+        route_reason=outcome.route_reason,
+        batch_id=outcome.batch.batch_id if outcome.batch is not None else None,
+        budget_left=outcome.standing.budget_left,
+        agent=asked.agent,
+        team=asked.team,
+    )
+
+
 def _request_id(given: str) -> str:
     """The client's id when it is a short printable-ASCII token (safe to echo in a header and to log),
     else a new one."""
@@ -142,8 +185,8 @@ def _record(request: web.Request, status: int, started: float, error: str | None
     if usage is not None and outcome.cache.status != "HIT":
         agent, model = pipeline.agent_label(asked.agent), pipeline.model_label(outcome.model)
         metrics.TOKENS_USED.labels(agent, model).inc(usage.total)
-        if usage.cached_input_tokens:
-            metrics.PROVIDER_CACHED_TOKENS.labels(model).inc(usage.cached_input_tokens)
+        if usage.cached_input_tokens or usage.cache_write_tokens:
+            _count_provider_cache(request, model, outcome.model, usage)
     log.info(
         "request",
         request_id=asked.request_id,
@@ -160,6 +203,15 @@ def _record(request: web.Request, status: int, started: float, error: str | None
         cache=outcome.cache.status,
         stream=asked.stream,
     )
+
+
+def _count_provider_cache(request: web.Request, label: str, model: str, usage: Usage) -> None:
+    """The provider's own prompt caching: tokens read and written, and the USD it saved."""
+    metrics.PROVIDER_CACHE_TOKENS.labels("read", label).inc(usage.cached_input_tokens)
+    metrics.PROVIDER_CACHE_TOKENS.labels("write", label).inc(usage.cache_write_tokens)
+    saved = provider_cache_saving(request.app[CACHE].prices, model, usage)
+    if saved is not None:
+        metrics.PROVIDER_CACHE_SAVED.labels(label).inc(max(0.0, saved))
 
 
 def _endpoint(protocol: Protocol) -> Handler:
@@ -194,6 +246,11 @@ def _model_object(name: str, pipeline: Pipeline) -> dict[str, object]:
     config = pipeline.catalog.get(name)
     owner = config.provider if config else "gateway"
     return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+async def root(request: web.Request) -> web.Response:
+    """200 for clients that check the base URL answers before they start (no key needed, nothing told)."""
+    return web.json_response({"status": "ok"})
 
 
 async def healthz(request: web.Request) -> web.Response:

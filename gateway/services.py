@@ -28,6 +28,7 @@ from gateway.pricing import PriceBook
 from gateway.providers import Provider, build_provider
 from gateway.router import Router, RoutingLog
 from gateway.store import Store, open_store
+from gateway.telemetry import Telemetry, telemetry_for
 from gateway.tickets import tickets_for
 from gateway.upstream import ModelCatalog, Upstream
 
@@ -66,6 +67,8 @@ class Services:
     pipeline: Pipeline
     ledger: RequestLedger | None
     """None when ``ledger.enabled`` is off."""
+    telemetry: Telemetry
+    """``OFF`` unless ``telemetry.otlp`` is set."""
 
     @classmethod
     @asynccontextmanager
@@ -79,6 +82,8 @@ class Services:
         store = given if given is not None else open_store(policy.store)
         if given is None:
             stack.push_async_callback(store.close)
+        telemetry = telemetry_for(policy.telemetry)
+        stack.push_async_callback(telemetry.close)  # after every part that ends spans: flushes them
         providers = {name: build_provider(name, cfg) for name, cfg in policy.providers.items()}
         for provider in providers.values():
             await stack.enter_async_context(running(provider))
@@ -100,7 +105,9 @@ class Services:
         stack.push_async_callback(batcher.close)
         limits = Limiter(policy, tickets_for(store, policy.store.prefix), budget.alerts.publish, agent_label)
         stack.push_async_callback(limits.close)
-        pipeline = Pipeline(policy, auth, catalog, upstream, cache, router, budget, batcher, limits)
+        pipeline = Pipeline(
+            policy, auth, catalog, upstream, cache, router, budget, batcher, limits, telemetry
+        )
         ledger = None
         if policy.ledger.enabled:
             ledger = RequestLedger.for_policy(policy, store, prices)
@@ -110,4 +117,4 @@ class Services:
         if heartbeat is not None:
             await stack.enter_async_context(heartbeat)
         log.info("started", store=store.kind, providers=list(providers), models=len(policy.models))
-        return cls(policy, store, providers, cache, routing_log, budget, pipeline, ledger)
+        return cls(policy, store, providers, cache, routing_log, budget, pipeline, ledger, telemetry)

@@ -67,12 +67,11 @@ class UsageWatcher:
             return True
         usage = self.protocol.usage(event)
         if usage is not None:
-            self.usage = usage
+            self.usage = self.protocol.merge_usage(self.usage, usage)
             self._start.clear()
-            return not self.protocol.drop(event, self.client_wants_usage)
-        if self.usage is None:
+        elif self.usage is None:
             self._note(self.protocol.answer_text(event))
-        return True
+        return not self.protocol.drop(event, self.client_wants_usage)
 
     def _note(self, text: str) -> None:
         self._streamed = True

@@ -9,9 +9,16 @@ first ``SCAN_LIMIT`` characters of a huge prompt and extrapolates, so its cost i
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+from gateway.validation import integer
+
 SCAN_LIMIT = 64_000
+REMEMBERED_CHARS = 4096
+"""Texts up to this size are estimated once and remembered (``REMEMBERED`` of them): an agent's system
+prompt and tool definitions repeat on every one of its requests."""
+REMEMBERED = 512
 PER_MESSAGE = 4
 PER_IMAGE = 765
 _SYMBOLS = "{}()[];:=<>,.\"'`/\\|_-+*&%$#@!?"
@@ -27,6 +34,17 @@ def estimate_text(text: str, length: int | None = None) -> int:
     its start (a long stream keeps no more than that)."""
     if not text:
         return 0
+    if length is None and len(text) <= REMEMBERED_CHARS:
+        return _remembered(text)
+    return _estimate(text, length)
+
+
+@lru_cache(maxsize=REMEMBERED)
+def _remembered(text: str) -> int:
+    return _estimate(text, None)
+
+
+def _estimate(text: str, length: int | None) -> int:
     sample = text[:SCAN_LIMIT]
     non_ascii = 0 if sample.isascii() else sum(1 for ch in sample if ord(ch) > 127)
     symbols = len(sample) - len(sample.translate(_DROP_SYMBOLS))
@@ -67,9 +85,13 @@ def estimate_inputs(value: Any) -> int:
 
 
 def max_output(body: dict[str, Any], default: int) -> int:
-    """The completion budget a request asks for (``max_completion_tokens``, ``max_tokens``) or ``default``."""
+    """The completion budget a request asks for (``max_completion_tokens``, ``max_tokens``) or ``default``.
+
+    Integers as JSON Schema reads them (``2.0``); a limit of 0 or below asks for no output, so it reserves
+    none (never a negative reservation; the provider judges such a request)."""
+    n = integer(body.get("n"))
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value * max(1, int(body.get("n") or 1))
+        value = integer(body.get(name))
+        if value is not None:
+            return max(0, value) * max(1, n or 1)
     return default

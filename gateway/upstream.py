@@ -10,7 +10,7 @@ import asyncio
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -19,8 +19,8 @@ import aiohttp
 import orjson
 
 from gateway import metrics
-from gateway.context import Call
-from gateway.errors import GatewayError, NotFound, RateLimited, UpstreamError, UpstreamTimeout
+from gateway.context import Call, Request, Route
+from gateway.errors import GatewayError, InvalidRequest, NotFound, RateLimited, UpstreamError, UpstreamTimeout
 from gateway.logs import get_logger
 from gateway.policy import WILDCARD, Policy
 from gateway.policy.core import ModelConfig
@@ -69,8 +69,29 @@ class ModelCatalog:
         )
 
     def chain(self, target: Target) -> list[Target]:
-        """The target, then its fallbacks in policy order."""
-        return [target, *(self.resolve(name) for name in target.config.fallbacks)]
+        """The target, then its fallbacks in policy order (those of the same provider type: a fallback
+        must speak the protocol the target was chosen for)."""
+        fallbacks = (self.resolve(name) for name in target.config.fallbacks)
+        kind = target.provider.config.type
+        return [target, *(t for t in fallbacks if kind != "anthropic" or t.provider.config.type == kind)]
+
+    def serving(self, route: Route, request: Request) -> Route:
+        """The route, with a target whose provider speaks the request's protocol natively when the
+        protocol needs one: a model only the ``*`` entry names goes to the first such provider; a
+        model declared on another provider is a 400 naming it."""
+        kind = request.protocol.provider_type
+        target = route.target
+        if kind is None or target.provider.config.type == kind:
+            return route
+        native = next((p for p in self.providers.values() if p.config.type == kind), None)
+        if target.config is self._wildcard and native is not None:
+            return replace(route, target=Target(target.name, target.upstream_model, native, target.config))
+        raise InvalidRequest(
+            f"The model '{target.name}' is served by provider '{target.provider.name}', which does not "
+            f"speak {request.endpoint}; name a model of a 'type: {kind}' provider.",
+            param="model",
+            code="model_not_supported",
+        )
 
 
 class Upstream:
@@ -90,7 +111,7 @@ class Upstream:
             body = call.body
             same = body.get("model") == target.upstream_model
             payload = call.raw if same else _with_model(body, target.upstream_model)
-            outcome = await self._attempts(target.provider, call.path, payload, call.stream)
+            outcome = await self._attempts(target.provider, call, payload)
             if (isinstance(outcome, UpstreamReply) and outcome.status < 400) or _final(outcome):
                 return target, outcome  # type: ignore[return-value]
             failure = outcome
@@ -99,9 +120,7 @@ class Upstream:
             raise failure
         raise _as_error(targets[-1].provider, failure)
 
-    async def _attempts(
-        self, provider: Provider, path: str, payload: bytes, stream: bool
-    ) -> GatewayError | UpstreamReply:
+    async def _attempts(self, provider: Provider, call: Call, payload: bytes) -> GatewayError | UpstreamReply:
         retry = provider.config.retry
         deadline = time.monotonic() + retry.deadline_s
         outcome: GatewayError | UpstreamReply
@@ -109,7 +128,10 @@ class Upstream:
             started = time.perf_counter()
             reply: UpstreamReply | None = None
             try:
-                reply = await send_once(provider, ProviderRequest(path, payload, stream))
+                sent = ProviderRequest(
+                    call.path, payload, call.stream, headers=call.headers, query=call.query
+                )
+                reply = await send_once(provider, sent)
             except GatewayError as exc:
                 outcome, reason = exc, "timeout" if isinstance(exc, UpstreamTimeout) else "connection"
             else:

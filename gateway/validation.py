@@ -62,10 +62,43 @@ def optional(body: dict[str, Any], name: str, kind: type, described: str) -> Non
         raise field_error(name, f"must be {described}")
 
 
-def positive_int(body: dict[str, Any], name: str) -> None:
+def check_messages(body: dict[str, Any]) -> None:
+    """``messages``: a non-empty array of objects with a string ``role`` (chat and Anthropic's Messages)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise field_error(
+            "messages", "must be a non-empty array of message objects", missing="messages" not in body
+        )
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise field_error(f"messages[{i}]", "must be an object with a string 'role'")
+
+
+def integer(value: Any) -> int | None:
+    """``value`` as an int when JSON Schema counts it an integer, else None.
+
+    JSON Schema compares numbers by value: ``2.0`` is an integer, and integers have no width. The JSON
+    parser reads an integer beyond 64 bits as a float, which is whole, so it counts as well."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def integer_field(body: dict[str, Any], name: str, minimum: int | None = None) -> None:
+    """An optional integer field, at least ``minimum`` when the spec sets one; the provider judges the
+    rest (a model's own limits)."""
     value = body.get(name)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise field_error(name, "must be a positive integer")
+    if value is None:
+        return
+    number = integer(value)
+    if number is None:
+        raise field_error(name, "must be an integer")
+    if minimum is not None and number < minimum:
+        raise field_error(name, f"must be an integer of at least {minimum}")
 
 
 def field_error(name: str, problem: str, missing: bool = False) -> InvalidRequest:

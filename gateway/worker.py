@@ -11,7 +11,8 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.connection import GatewayRunner
-from gateway.policy import Policy, ServerConfig
+from gateway.policy import Policy
+from gateway.policy.core import ServerConfig
 
 
 def run_worker(policy: Policy, host: str, port: int, reuse_port: bool = False) -> int:
@@ -60,7 +61,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
         return asyncio.new_event_loop
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
 async def _freeze_startup_objects(app: web.Application) -> None:

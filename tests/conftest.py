@@ -19,9 +19,9 @@ import yaml
 
 from gateway.policy import Policy
 from gateway.server import create_app
-from gateway.testing.background import BackgroundServer
-from gateway.testing.redis_server import RedisServer, free_port
-from gateway.testing.upstream import FakeUpstream
+from tests.fakes.background import BackgroundServer
+from tests.fakes.redis_server import RedisServer, free_port
+from tests.fakes.upstream import FakeUpstream
 
 
 @pytest.fixture(scope="session", autouse=True)

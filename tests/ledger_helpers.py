@@ -17,8 +17,8 @@ import redis
 
 from gateway.policy import Policy
 from gateway.server import create_app
-from gateway.testing.background import BackgroundServer
 from tests.conftest import GATEWAY_KEY
+from tests.fakes.background import BackgroundServer
 
 SYSTEM = {"role": "system", "content": "You are a careful refactoring assistant. " * 20}
 _TASK = re.compile(r"### Task (t\d+)\n(.*?)(?=\n\n### Task |\Z)", re.S)

@@ -39,11 +39,10 @@ def _resolve(spec: dict[str, Any], ref: str) -> Any:
     return node
 
 
-def trim(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` with only :data:`OPERATIONS` and the components they reach (transitively)."""
-    paths = {p: {m: spec["paths"][p][m] for m in methods} for p, methods in OPERATIONS.items()}
+def reached(spec: dict[str, Any], refs: set[str]) -> dict[str, dict[str, Any]]:
+    """The components ``refs`` name and every one they reach (transitively), by section."""
     seen: set[str] = set()
-    todo = _refs(paths)
+    todo = set(refs)
     while todo:
         ref = todo.pop()
         if ref in seen:
@@ -54,6 +53,13 @@ def trim(spec: dict[str, Any]) -> dict[str, Any]:
     for ref in sorted(seen):
         section, name = ref.removeprefix("#/components/").split("/", 1)
         components.setdefault(section, {})[name] = spec["components"][section][name]
+    return components
+
+
+def trim(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with only :data:`OPERATIONS` and the components they reach (transitively)."""
+    paths = {p: {m: spec["paths"][p][m] for m in methods} for p, methods in OPERATIONS.items()}
+    components = reached(spec, _refs(paths))
     security = {"securitySchemes": spec["components"].get("securitySchemes", {})}
     head = {k: spec[k] for k in ("openapi", "info", "servers", "security") if k in spec}
     return {**head, "paths": paths, "components": {**security, **components}}

@@ -22,7 +22,7 @@ from gateway.autoscaler.controller import Autoscaler, TargetController
 from gateway.autoscaler.leader import AlwaysLeader
 from gateway.autoscaler.signal import BacklogReader
 from gateway.policy.autoscaler import AutoscalerConfig, TargetConfig
-from gateway.testing.redis_server import RedisServer
+from tests.fakes.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from tests.autoscaler_fakes import FakeDocker, FakeKubernetes

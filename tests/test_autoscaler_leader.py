@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from gateway.autoscaler.leader import LeaderElector, LeaderLock
-from gateway.testing.redis_server import RedisServer
+from tests.fakes.redis_server import RedisServer
 
 KEY = "llmgw:autoscaler:leader"
 

@@ -24,7 +24,7 @@ from gateway.autoscaler.leader import LeaderElector, LeaderLock
 from gateway.policy import Policy
 from gateway.policy.autoscaler import AutoscalerConfig
 from gateway.policy.core import StoreConfig
-from gateway.testing.redis_server import free_port
+from tests.fakes.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY = (

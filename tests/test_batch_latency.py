@@ -10,9 +10,9 @@ import pytest
 from gateway.batcher.formation import Formation
 from gateway.batcher.latency import DecodeModel, OutputHistory, added_s
 from gateway.policy.batching import BatchingConfig
-from gateway.testing.batch_model import batch_responder
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import base_policy
+from tests.fakes.batch_model import batch_responder
+from tests.fakes.upstream import FakeUpstream
 from tests.test_batcher import many
 
 

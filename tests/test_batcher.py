@@ -13,9 +13,9 @@ import pytest
 
 from gateway.batcher.prompt import build_batch_message, parse_answers
 from gateway.batcher.split import apportion
-from gateway.testing.batch_model import batch_responder, tasks_in
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.batch_model import batch_responder, tasks_in
+from tests.fakes.upstream import FakeUpstream
 from tests.test_gateway_ops import metric
 
 SYSTEM = {"role": "system", "content": "You are a careful refactoring assistant. " * 20}

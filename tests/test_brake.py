@@ -18,10 +18,10 @@ from gateway.limits import Limiter
 from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.protocols import CHAT
-from gateway.testing.upstream import FakeUpstream
 from gateway.tickets import MemoryTickets, TicketStore
 from gateway.tickets.redis import RedisTickets
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 START = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 NOW = START + 3600.0

@@ -28,8 +28,8 @@ from gateway.protocols import CHAT
 from gateway.router import Decision, RuleSet
 from gateway.sse import UsageWatcher
 from gateway.store import StoreError
-from gateway.testing.background import BackgroundServer
 from gateway.tokens import estimate_text
+from tests.fakes.background import BackgroundServer
 from tests.routing_helpers import CUSTOM, context, custom_policy
 
 START = datetime(2030, 1, 6, tzinfo=UTC)

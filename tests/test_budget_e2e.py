@@ -22,8 +22,8 @@ import pytest
 from gateway.policy.core import StoreConfig
 from gateway.protocols import CHAT
 from gateway.store import open_redis
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "budget budget budget budget"}]
 MAX_TOKENS = 5

@@ -14,9 +14,9 @@ import openai
 import pytest
 import redis
 
-from gateway.testing.redis_server import RedisServer
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, base_policy
+from tests.fakes.redis_server import RedisServer
+from tests.fakes.upstream import FakeUpstream
 from tests.test_gateway_ops import metric
 
 MESSAGES = [{"role": "user", "content": "cache me"}]

@@ -22,6 +22,8 @@ ANSWER: dict[str, Any] = {
             "message": {
                 "role": "assistant",
                 "content": "Hello there, a fairly long answer to split in pieces.",
+                "refusal": None,
+                "annotations": [],
                 "tool_calls": [
                     {
                         "id": "call_1",

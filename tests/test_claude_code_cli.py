@@ -10,19 +10,24 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from gateway.testing.upstream_anthropic import AnthropicUpstream, serve_anthropic
+from tests.conftest import ADMIN_KEY, GATEWAY_KEY
+from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream_anthropic import AnthropicUpstream, serve_anthropic
+from tests.messages_helpers import ANTHROPIC_KEY, fake_anthropic, messages_policy
 
 CLAUDE = Path(__file__).parent / "agents" / "claude" / "node_modules" / ".bin" / "claude"
 RECORDED = Path(__file__).parent / "data" / "claude_code_request.json"
 KEY = "sk-ant-claude-code-0123456789"
 PROMPT = "say hello in one word"
+
+__all__ = ["fake_anthropic", "run_claude"]
 
 needs_claude = pytest.mark.skipif(
     not CLAUDE.exists() and not os.environ.get("CI"),
@@ -123,3 +128,70 @@ def test_the_recorded_claude_code_request_is_what_the_fake_accepts(
     )
     refused = httpx.post(url, params=recorded["query"], headers=headers, json=recorded["body"])
     assert refused.status_code == 400 and "role" in refused.json()["error"]["message"]
+
+
+# -- through the gateway ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def claude_gateway(
+    fake_upstream: FakeUpstream, fake_anthropic: AnthropicUpstream, start_gateway: Callable[..., str]
+) -> str:
+    """A gateway before the fake Anthropic API, with a cache, the ledger off and a sprint budget for the
+    agent of the gateway key Claude Code presents."""
+    sprint = {"id": "s1", "total_tokens": 5_000_000, "agents": ["agent-1"]}
+    policy = messages_policy(
+        fake_upstream.url,  # type: ignore[attr-defined]
+        fake_anthropic.url,  # type: ignore[attr-defined]
+        cache={"enabled": True},
+        budgets={"sprints": [sprint]},
+    )
+    return start_gateway(policy)
+
+
+def _scrape(url: str, prefix: str) -> float:
+    lines = httpx.get(url + "/metrics").text.splitlines()
+    return sum(float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith(prefix))
+
+
+def _sprint_used(url: str) -> int:
+    report = httpx.get(f"{url}/admin/budgets", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+    return int(report["data"][0]["sprint"]["used"])
+
+
+@needs_claude
+def test_claude_code_through_the_gateway_is_metered_budgeted_and_cached(
+    claude_gateway: str, fake_anthropic: AnthropicUpstream, tmp_path: Path
+) -> None:
+    used_metric = 'tokens_used_total{agent="agent-1",model="claude-opus-5-5"}'
+    before = _scrape(claude_gateway, used_metric)
+    first = run_claude(claude_gateway, GATEWAY_KEY, PROMPT, tmp_path)
+    assert first["result"] == f"echo: {PROMPT}" and first["is_error"] is False
+    (sent,) = fake_anthropic.messages()
+    assert sent.headers["x-api-key"] == ANTHROPIC_KEY and GATEWAY_KEY not in str(sent.headers)
+    assert sent.query == {"beta": "true"} and "claude-code-20250219" in sent.headers["anthropic-beta"]
+    usage = first["usage"]
+    billed = (
+        usage["input_tokens"]
+        + usage["cache_creation_input_tokens"]
+        + usage["cache_read_input_tokens"]
+        + usage["output_tokens"]
+    )
+    assert _scrape(claude_gateway, used_metric) - before == billed
+    assert _sprint_used(claude_gateway) == billed
+    second = run_claude(claude_gateway, GATEWAY_KEY, PROMPT, tmp_path)  # another session, same task
+    assert second["session_id"] != first["session_id"]
+    assert second["result"] == first["result"] and second["is_error"] is False
+    assert len(fake_anthropic.messages()) == 1, "the second session's identical request was a cache hit"
+    assert _sprint_used(claude_gateway) == billed, "a hit costs the budget nothing"
+    assert _scrape(claude_gateway, 'llm_cache_hits_total{endpoint="messages"}') >= 1
+
+
+@needs_claude
+def test_claude_code_with_an_auth_token_is_identified(
+    claude_gateway: str, fake_anthropic: AnthropicUpstream, tmp_path: Path
+) -> None:
+    result = run_claude(claude_gateway, GATEWAY_KEY, "say hi", tmp_path, auth_token=True)
+    assert result["result"] == "echo: say hi"
+    sent = fake_anthropic.messages()[0].headers
+    assert sent["x-api-key"] == ANTHROPIC_KEY and "authorization" not in sent

@@ -21,8 +21,8 @@ from gateway.cli import main
 from gateway.policy import Policy
 from gateway.policy.ledger import LedgerConfig
 from gateway.startup import client_base_url, masked_url
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 from tests.ledger_helpers import file_lines, running
 
 SUBCOMMANDS = ("serve", "autoscale", "check-config", "report", "replay")

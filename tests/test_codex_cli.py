@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 
-from gateway.testing.upstream import FakeUpstream, RecordedRequest
-from gateway.testing.upstream_responses_bodies import item_text
+from tests.conftest import GATEWAY_KEY, base_policy
 from tests.conftest import PROVIDER_KEY as KEY
+from tests.fakes.upstream import FakeUpstream, RecordedRequest
+from tests.fakes.upstream_responses_bodies import item_text
+from tests.ledger_helpers import running, stream_records
+from tests.test_responses import budget_used, settled, used
 
 CODEX_DIR = Path(__file__).parent / "agents" / "codex"
 CODEX_BIN = CODEX_DIR / "node_modules" / ".bin" / "codex"
@@ -188,3 +191,62 @@ def test_saved_sample_matches_what_codex_sends(fake_upstream: FakeUpstream, tmp_
     assert sorted(saved["headers"]) == sorted(now["headers"]) and sorted(saved["body"]) == sorted(now["body"])
     assert saved["headers"]["user-agent"].split()[0] == now["headers"]["user-agent"].split()[0]  # version
     assert [i["type"] for i in saved["body"]["input"]] == [i["type"] for i in now["body"]["input"]]
+
+
+# --- through the gateway ------------------------------------------------------------------------------------
+
+
+def codex_policy(fake: FakeUpstream, redis_url: str) -> dict[str, Any]:
+    models = {
+        MODEL: {"provider": "openai", "tier": "large", "price": {"input_per_mtok": 1, "output_per_mtok": 8}}
+    }
+    budgets = {"sprints": [{"id": "s1", "total_tokens": 1_000_000, "agents": ["agent-1"]}]}
+    return base_policy(
+        fake.url,  # type: ignore[attr-defined]
+        store={"url": redis_url},
+        cache={"enabled": True},
+        ledger={"enabled": True},
+        models=models,
+        budgets=budgets,
+    )
+
+
+def test_codex_through_the_gateway_is_charged_and_a_second_run_is_a_cache_hit(
+    fake_upstream: FakeUpstream, redis_url: str, tmp_path: Path
+) -> None:
+    fake = fake_upstream
+    before = used("agent-1", MODEL)
+    with running(codex_policy(fake, redis_url)) as url:
+        first = run_codex(url + "/v1", GATEWAY_KEY, tmp_path)
+        assert first.returncode == 0, first.stderr
+        posted = [r for r in fake.requests if r.path == "/v1/responses"]
+        assert len(posted) == 2 and "echo: " in first.stdout
+        usages = [record.answer.usage for record in fake.responses.responses.values()]
+        billed = sum(u["total_tokens"] for u in usages)
+        assert settled(lambda: used("agent-1", MODEL) - before, billed) == billed
+        assert settled(lambda: budget_used(url), billed) == billed
+        assert tokens_used(first) == sum(
+            u["input_tokens"] - u["input_tokens_details"]["cached_tokens"] + u["output_tokens"]
+            for u in usages
+        ), "Codex read the provider's usage through the gateway"
+        for request in posted:  # what the provider needs, and nothing that only names the session
+            assert request.headers["authorization"] == "Bearer " + KEY
+            assert not {"session-id", "thread-id", "x-codex-window-id"} & set(request.headers)
+            assert request.json["store"] is False and request.json["include"] == [
+                "reasoning.encrypted_content"
+            ]
+        second = run_codex(url + "/v1", GATEWAY_KEY, tmp_path)  # a new session, the same task
+        assert second.returncode == 0, second.stderr
+        assert "echo: " in second.stdout
+        again = [r for r in fake.requests if r.path == "/v1/responses"][2:]
+        # The first turn is answered from the cache; the tool Codex then runs reports a fresh chunk id and
+        # wall time, so the turn that carries its output is a new prompt, which the provider answers.
+        assert len(again) == 1 and again[0].json["input"][-1]["type"] == "function_call_output"
+        assert without_ids(again[0].json)["input"][:-1] == without_ids(posted[1].json)["input"][:-1]
+        follow = list(fake.responses.responses.values())[-1].answer.usage["total_tokens"]
+        spent = billed + follow
+        assert settled(lambda: used("agent-1", MODEL) - before, spent) == spent
+    records = [r for r in stream_records(redis_url) if r["endpoint"] == "responses"]
+    assert [r["cache"] for r in records] == ["MISS", "MISS", "HIT", "MISS"]
+    assert sum(r["tokens_used"] for r in records[:2]) == billed and all(r["cost_usd"] for r in records[:2])
+    assert records[2]["tokens_saved"] == usages[0]["total_tokens"] and not records[2].get("tokens_used")

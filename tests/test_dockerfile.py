@@ -19,7 +19,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from gateway.testing.redis_server import free_port
+from tests.fakes.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPILERS = ("build-essential", "gcc", "g++", "clang", "make", "cc ", "cython", "-dev ", "-dev\n")

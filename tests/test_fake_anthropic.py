@@ -11,8 +11,8 @@ import anthropic
 import httpx
 import pytest
 
-from gateway.testing.anthropic_bodies import CACHE_MIN_TOKENS
-from gateway.testing.upstream_anthropic import AnthropicUpstream, serve_anthropic
+from tests.fakes.anthropic_bodies import CACHE_MIN_TOKENS
+from tests.fakes.upstream_anthropic import AnthropicUpstream, serve_anthropic
 
 KEY = "sk-ant-test-0123456789"
 MODEL = "claude-sonnet-4-5"

@@ -15,9 +15,9 @@ import pytest
 from openai.types.responses import Response, ResponseItem, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from gateway.testing.upstream import FakeUpstream
-from gateway.testing.upstream_responses_bodies import REASONING_TOKENS
 from tests.conftest import PROVIDER_KEY as KEY
+from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream_responses_bodies import REASONING_TOKENS
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 ITEMS: TypeAdapter[Any] = TypeAdapter(ResponseItem)
@@ -254,8 +254,9 @@ def test_errors_auth_and_faults(client: openai.OpenAI, fake_upstream: FakeUpstre
     assert error.code == "server_error" and error.sequence_number == 3
 
 
-def test_agents_sdk_runs_a_function_tool(fake_upstream: FakeUpstream) -> None:
-    agents = pytest.importorskip("agents")
+def weather_agent(agents: Any, base_url: str, key: str) -> tuple[Any, list[str]]:
+    """An Agents SDK agent with one function tool, on the Responses API at ``base_url``; the cities the
+    tool was called with."""
     calls: list[str] = []
 
     @agents.function_tool
@@ -266,13 +267,18 @@ def test_agents_sdk_runs_a_function_tool(fake_upstream: FakeUpstream) -> None:
 
     agents.set_tracing_disabled(True)
     agents.set_default_openai_client(
-        openai.AsyncOpenAI(api_key=KEY, base_url=fake_upstream.url + "/v1", max_retries=0),  # type: ignore[attr-defined]
-        use_for_tracing=False,
+        openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0), use_for_tracing=False
     )
     agents.set_default_openai_api("responses")
     agent = agents.Agent(
         name="weather", instructions="Answer with the tool.", tools=[get_weather], model="gpt-4.1-mini"
     )
+    return agent, calls
+
+
+def test_agents_sdk_runs_a_function_tool(fake_upstream: FakeUpstream) -> None:
+    agents = pytest.importorskip("agents")
+    agent, calls = weather_agent(agents, fake_upstream.url + "/v1", KEY)  # type: ignore[attr-defined]
     result = agents.Runner.run_sync(agent, "Weather in Paris?")
     assert calls == ["echo: Weather in Paris?"]
     assert result.final_output == "echo: sunny in echo: Weather in Paris?"

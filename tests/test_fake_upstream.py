@@ -16,8 +16,8 @@ import openai
 import pytest
 from aiohttp import web
 
-from gateway.testing.background import BackgroundServer
-from gateway.testing.upstream import FakeUpstream, count_tokens, fake_embedding, prompt_tokens
+from tests.fakes.background import BackgroundServer
+from tests.fakes.upstream import FakeUpstream, count_tokens, fake_embedding, prompt_tokens
 
 KEY = "sk-test-0123456789abcdef"
 USER = [{"role": "user", "content": "hello brave new world"}]
@@ -338,7 +338,7 @@ def test_background_server_run_factory_and_stop() -> None:
 
 def test_cli_serves_until_sigterm() -> None:
     root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-m", "gateway.testing.upstream", "--port", "0", "--latency-ms", "0"]
+    command = [sys.executable, "-m", "tests.fakes.upstream", "--port", "0", "--latency-ms", "0"]
     with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import openai
 import pytest
 
-from gateway.testing.upstream import FakeUpstream
-from gateway.testing.upstream_bodies import count_tokens
 from tests.conftest import GATEWAY_KEY, PROVIDER_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream_bodies import count_tokens
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello gateway"}]
 

@@ -16,10 +16,10 @@ from gateway.admin.budgets import MAX_ADJUST
 from gateway.context import BatchResult, Outcome, Request, Route
 from gateway.pipeline import response_headers
 from gateway.protocols import CHAT
-from gateway.testing.upstream import FakeUpstream
 from gateway.upstream import Target
 from gateway.validation import MAX_DEPTH
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, PROVIDER_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 GOOD = {"model": "gpt-4o-mini", "messages": MESSAGES}
@@ -56,7 +56,7 @@ def assert_openai_error(response: httpx.Response, status: int) -> dict[str, Any]
         (b'{"model": "gpt-4o-mini", "messages": [5]}', AUTH, 400, "messages[0]"),
         (b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "stream": "yes"}', AUTH, 400, "stream"),
         (
-            b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "max_tokens": -1}',
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "max_tokens": 2.5}',
             AUTH,
             400,
             "max_tokens",

@@ -17,10 +17,10 @@ import openai
 import pytest
 from aiohttp import web
 
-from gateway.testing.background import BackgroundServer
-from gateway.testing.redis_server import RedisServer
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, PROVIDER_KEY, base_policy
+from tests.fakes.background import BackgroundServer
+from tests.fakes.redis_server import RedisServer
+from tests.fakes.upstream import FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

@@ -19,7 +19,7 @@ from gateway.policy.core import StoreConfig
 from gateway.policy.ledger import LedgerConfig
 from gateway.reporting.source import Selection, read_ledger
 from gateway.store import MemoryStore, RedisStore, connect_redis
-from gateway.testing.redis_server import free_port
+from tests.fakes.redis_server import free_port
 
 
 def span(component: str, start: float, last: float, end: float | None = None, instance: str = "i1") -> Span:

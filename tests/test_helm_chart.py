@@ -24,8 +24,6 @@ import redis
 import yaml
 
 from gateway.policy import load_policy
-from gateway.testing.redis_server import free_port
-from gateway.testing.upstream import FakeUpstream
 from tests.chart_helpers import (
     CHART,
     FULLNAME,
@@ -45,6 +43,8 @@ from tests.chart_helpers import (
     render,
 )
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.redis_server import free_port
+from tests.fakes.upstream import FakeUpstream
 
 KUBE_VERSION = "1.35.0"
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -70,7 +70,7 @@ EVERYTHING: dict[str, Any] = {
     "pdb": {"minAvailable": 2},
     "metrics": {**MONITORING, "dashboard": {"annotations": {"grafana_folder": "LLM"}}},
     "policy": {"budgets": {"sprints": SPRINTS}},
-    "redis": {"host": "redis.data.svc", "password": {"secretName": "redis"}, "tls": True},
+    "redis": {"host": "redis.data.svc", "password": {"secretName": "redis"}, "tls": {"enabled": True}},
     "autoscaler": {"targets": TARGETS},
     "gateway": {"workers": 2},
 }
@@ -381,34 +381,27 @@ def test_a_policy_change_rolls_the_pods() -> None:
     [
         ("default", "redis://redis-master:6379/0"),
         ("redis-url", "redis://redis.data.svc:6379/2"),
-        ("redis-password", "redis://gateway:$(REDIS_PASSWORD)@redis-master:6379/0"),
-        ("everything", "rediss://:$(REDIS_PASSWORD)@redis.data.svc:6379/0"),
+        ("redis-password", "redis://redis-master:6379/0"),
+        ("everything", "rediss://redis.data.svc:6379/0"),
     ],
 )
-def test_redis_url_is_built_from_values_and_the_password_secret(
+def test_redis_url_is_built_from_values_and_the_password_passed_beside_it(
     variant: str, expected: str, rendered: dict[str, list[dict[str, Any]]]
 ) -> None:
+    """More modes, and the rendered policy read back by the store's own parser: tests/test_helm_redis.py."""
     for container in containers(rendered[variant]).values():
-        names = [e["name"] for e in container["env"]]
         env = env_of(container)
         assert env["REDIS_URL"]["value"] == expected
-        if "$(REDIS_PASSWORD)" in expected:  # a dependent variable must come after what it references
-            assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
+        if variant in {"redis-password", "everything"}:
             assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
                 "name": "redis",
                 "key": "redis-password",
             }
         else:
             assert "REDIS_PASSWORD" not in env
-
-
-def test_redis_url_from_a_secret(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    for container in containers(rendered["redis-url-secret"]).values():
-        env = env_of(container)["REDIS_URL"]
-        assert env == {
-            "name": "REDIS_URL",
-            "valueFrom": {"secretKeyRef": {"name": "redis-conn", "key": "url"}},
-        }
+        assert env.get("REDIS_USERNAME", {}).get("value") == (
+            "gateway" if variant == "redis-password" else None
+        )
 
 
 def test_credentials_come_only_from_secret_references(rendered: dict[str, list[dict[str, Any]]]) -> None:

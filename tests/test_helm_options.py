@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from gateway.policy import load_policy
-from gateway.testing.redis_server import free_port
 from tests.chart_helpers import (
     CHART,
     FULLNAME,
@@ -32,6 +31,7 @@ from tests.chart_helpers import (
     policy_text,
     render,
 )
+from tests.fakes.redis_server import free_port
 
 KUBE_VERSION = "1.35.0"
 SCALED_OBJECT = crd_validator("keda-scaledobject-v1alpha1.json")
@@ -167,12 +167,6 @@ def test_the_schema_rejects_mistakes_in_the_new_values(values: dict[str, Any], m
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError) as caught:
         chart.validate_schema(values)
     assert message in str(caught.value)
-
-
-def test_the_redis_url_takes_every_scheme_the_store_speaks() -> None:
-    for url in ("rediss://r:6380/0", "redis+sentinel://s1:26379,s2:26379/mymaster", "unix:///run/redis.sock"):
-        env = env_of(containers(render({"redis": {"url": url}}))["gateway"])
-        assert env["REDIS_URL"]["value"] == url
 
 
 # --- Autoscaling: the sidecar or KEDA, never both --------------------------------------------------
@@ -417,7 +411,8 @@ def test_the_single_node_redis_keeps_an_append_only_file_on_a_volume(
     assert not gateway_selector.items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
     for container in containers(objects).values():
         env = env_of(container)
-        assert env["REDIS_URL"]["value"] == f"redis://:$(REDIS_PASSWORD)@{FULLNAME}-redis:6379/0"
+        assert env["REDIS_URL"]["value"] == f"redis://{FULLNAME}-redis:6379/0"
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "redis-auth"
     assert not by_kind(render(), "StatefulSet")
 
 

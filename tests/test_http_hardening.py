@@ -19,9 +19,9 @@ from structlog.testing import capture_logs
 from gateway import connection
 from gateway.policy import Policy
 from gateway.server import create_app
-from gateway.testing.upstream import FakeUpstream
 from gateway.worker import app_runner
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 Start = Callable[..., Awaitable[int]]
 CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})

@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import ADMIN_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "whose answer is this"}]
 KEYS = [

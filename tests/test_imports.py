@@ -99,3 +99,15 @@ def test_an_import_for_the_type_checker_only_does_not(
     )
     monkeypatch.setattr(sys.modules[__name__], "ROOT", package)
     assert cycles() == set()
+
+
+def test_test_doubles_do_not_ship_with_the_package() -> None:
+    """The fakes and the Redis launchers live in tests/fakes, outside the wheel, and nothing in the
+    package imports them."""
+    assert not (ROOT / "testing").exists()
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(name.split(".")[0] == "tests" for name in names), path

@@ -24,8 +24,8 @@ from gateway.policy import Policy
 from gateway.pricing import PriceBook
 from gateway.protocols import CHAT
 from gateway.reporting.source import Selection, parse_time, read_ledger
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 from tests.ledger_helpers import batch_responder, chat, file_lines, running, stream_records
 
 PRICED = {

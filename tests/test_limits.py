@@ -21,10 +21,10 @@ from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.policy.limits import ProviderHeadersConfig
 from gateway.protocols import CHAT
-from gateway.testing.background import BackgroundServer
-from gateway.testing.upstream import FakeUpstream
 from gateway.tickets import MemoryTickets
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.background import BackgroundServer
+from tests.fakes.upstream import FakeUpstream
 
 KEY = {"Authorization": f"Bearer {GATEWAY_KEY}"}
 

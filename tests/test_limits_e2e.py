@@ -11,8 +11,8 @@ from typing import Any
 
 import openai
 
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 from tests.test_budget_e2e import _burst
 
 Serve = Callable[..., tuple[subprocess.Popen[str], str]]

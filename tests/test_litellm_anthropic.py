@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from gateway.policy.core import DEFAULT_BASE_URLS, ProviderConfig
-from gateway.testing.anthropic_bodies import input_tokens
-from gateway.testing.redis_server import free_port
-from gateway.testing.upstream_anthropic import AnthropicUpstream, serve_anthropic
 from tests.conftest import GATEWAY_KEY, PROVIDER_KEY, base_policy
+from tests.fakes.anthropic_bodies import input_tokens
+from tests.fakes.redis_server import free_port
+from tests.fakes.upstream_anthropic import AnthropicUpstream, serve_anthropic
 
 MESSAGES = [{"role": "user", "content": "hello claude"}]
 CLAUDE = "claude-3-5-sonnet-20241022"

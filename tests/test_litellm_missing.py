@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.testing.redis_server import free_port
 from tests.conftest import PROVIDER_KEY, base_policy
+from tests.fakes.redis_server import free_port
 
 
 @pytest.fixture

@@ -9,13 +9,15 @@ import httpx
 import orjson
 import pytest
 
-from gateway.errors import GatewayError
-from gateway.protocols import CHAT, COMPLETIONS, EMBEDDINGS, PROTOCOLS, Usage
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.protocols import CHAT, COMPLETIONS, EMBEDDINGS, PROTOCOLS, Protocol, Usage
 from gateway.protocols.base import Body
 from gateway.protocols.chat import Chat
 from gateway.sse import UsageWatcher
-from gateway.testing.upstream import FakeUpstream
+from gateway.tokens import max_output
+from gateway.validation import integer, parse_json
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 AUTH = {"Authorization": f"Bearer {GATEWAY_KEY}"}
 
@@ -98,3 +100,68 @@ def test_only_plain_chat_requests_are_batchable() -> None:
     assert CHAT.batch_task(True, body) is None
     assert CHAT.batch_task(False, {**body, "tools": [{"type": "function"}]}) is None
     assert COMPLETIONS.batch_task(False, {"model": "m", "prompt": "fix it"}) is None
+
+
+CHAT_BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+BIG = orjson.loads(b"1180591620717411303424")  # 2**70: read as a whole float, as the gateway parses it
+ACCEPTED = [
+    (CHAT, {**CHAT_BODY, "max_tokens": 0}),
+    (CHAT, {**CHAT_BODY, "max_tokens": -5}),
+    (CHAT, {**CHAT_BODY, "max_completion_tokens": 0}),
+    (CHAT, {**CHAT_BODY, "max_tokens": 1114112.0, "n": 2.0}),
+    (CHAT, {**CHAT_BODY, "max_completion_tokens": BIG}),
+    (COMPLETIONS, {"model": "m", "prompt": None}),
+    (COMPLETIONS, {"model": "m", "prompt": []}),
+    (COMPLETIONS, {"model": "m", "prompt": "hi", "max_tokens": 0, "echo": True, "logprobs": 0}),
+    (COMPLETIONS, {"model": "m", "prompt": [1, 2], "max_tokens": 16.0}),
+]
+REFUSED = [
+    (CHAT, {**CHAT_BODY, "max_tokens": 2.5}, "max_tokens"),
+    (CHAT, {**CHAT_BODY, "max_tokens": "16"}, "max_tokens"),
+    (CHAT, {**CHAT_BODY, "max_completion_tokens": True}, "max_completion_tokens"),
+    (CHAT, {**CHAT_BODY, "n": 0}, "n"),
+    (COMPLETIONS, {"model": "m"}, "prompt"),
+    (COMPLETIONS, {"model": "m", "prompt": 5}, "prompt"),
+    (COMPLETIONS, {"model": "m", "prompt": "hi", "max_tokens": -1}, "max_tokens"),
+]
+
+
+@pytest.mark.parametrize(("protocol", "body"), ACCEPTED)
+def test_validation_accepts_what_the_spec_allows(protocol: Protocol, body: Body) -> None:
+    protocol.validate(body)
+    assert protocol.estimate(body) >= 1
+
+
+@pytest.mark.parametrize(("protocol", "body", "param"), REFUSED)
+def test_validation_still_refuses_what_the_spec_refuses(protocol: Protocol, body: Body, param: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        protocol.validate(body)
+    assert refused.value.param == param
+
+
+def test_a_json_schema_integer_is_read_as_one() -> None:
+    assert [integer(v) for v in (2, 2.0, BIG, -3.0)] == [2, 2, 2**70, -3]
+    assert [integer(v) for v in (2.5, True, "2", None, float("inf"))] == [None] * 5
+
+
+def test_the_output_reservation_is_never_negative() -> None:
+    assert max_output({"max_tokens": 0}, 512) == 0
+    assert max_output({"max_completion_tokens": -7, "max_tokens": 100}, 512) == 0
+    assert max_output({"max_tokens": 16.0, "n": 2.0}, 512) == 32
+    assert max_output({"max_tokens": 16, "n": 0}, 512) == 16
+    assert max_output({"max_tokens": 2.5}, 512) == 512
+
+
+def test_an_output_limit_a_batch_cannot_add_up_is_sent_alone() -> None:
+    body = {**CHAT_BODY, "messages": [{"role": "user", "content": "fix it"}]}
+    assert CHAT.batch_task(False, {**body, "max_tokens": 8, "n": 1.0}) == "fix it"
+    for limit in (0, -1, 8.0):
+        assert CHAT.batch_task(False, {**body, "max_tokens": limit}) is None
+
+
+def test_numbers_the_parser_can_read_are_kept_and_the_rest_is_invalid_json() -> None:
+    body = parse_json(b'{"max_tokens": 1180591620717411303424, "n": 2.0}')
+    assert (integer(body["max_tokens"]), integer(body["n"])) == (2**70, 2)
+    with pytest.raises(InvalidRequest) as refused:
+        parse_json(b'{"max_tokens": 1e400}')
+    assert refused.value.code == "invalid_json"

@@ -12,7 +12,7 @@ import pytest
 from gateway.policy.core import ProviderConfig
 from gateway.providers import ProviderRequest, UpstreamReply, build_provider
 from gateway.providers.anthropic import AnthropicProvider
-from gateway.testing.upstream_anthropic import AnthropicUpstream, serve_anthropic
+from tests.fakes.upstream_anthropic import AnthropicUpstream, serve_anthropic
 
 KEY = "sk-ant-provider-0123456789"
 GATEWAY_KEY = "gw-client-key-0123456789"

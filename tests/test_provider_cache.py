@@ -16,9 +16,9 @@ from gateway.protocols import CHAT
 from gateway.reporting.kpis import summarize
 from gateway.reporting.outcome import recorded
 from gateway.reporting.report import as_json
-from gateway.testing.provider_model import PrefixCache
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.provider_model import PrefixCache
+from tests.fakes.upstream import FakeUpstream
 from tests.ledger_helpers import file_lines, running
 from tests.test_gateway_ops import metric
 
@@ -40,26 +40,25 @@ def _record(usage: Usage, cache: str = "MISS") -> LedgerRecord:
 
 def test_cached_input_is_priced_at_the_cached_rate_and_its_saving_recorded() -> None:
     record = _record(Usage(2000, 100, 1536))
-    assert record.cached_input_tokens == 1536
+    assert record.cache_read_tokens == 1536
     assert record.cost_usd == pytest.approx(464 * 2e-6 + 1536 * 0.5e-6 + 100 * 8e-6)
     assert record.provider_cache_saved_usd == pytest.approx(1536 * 1.5e-6)
     assert record.baseline_cost_usd == pytest.approx(2000 * 2e-6 + 100 * 8e-6), "baseline at the full rate"
     again = LedgerRecord.from_record(record.to_record())
     assert (
-        again.cached_input_tokens == 1536
-        and again.provider_cache_saved_usd == record.provider_cache_saved_usd
+        again.cache_read_tokens == 1536 and again.provider_cache_saved_usd == record.provider_cache_saved_usd
     )
 
 
 def test_usage_without_cached_tokens_claims_no_provider_saving() -> None:
     record = _record(Usage(2000, 100))
-    assert record.cached_input_tokens is None and record.provider_cache_saved_usd is None
+    assert record.cache_read_tokens is None and record.provider_cache_saved_usd is None
     assert record.cost_usd == pytest.approx(2000 * 2e-6 + 100 * 8e-6)
 
 
 def test_a_cache_hit_claims_no_provider_cache_read() -> None:
     record = _record(Usage(2000, 100, 1536), cache="HIT")
-    assert record.cached_input_tokens is None and record.provider_cache_saved_usd is None
+    assert record.cache_read_tokens is None and record.provider_cache_saved_usd is None
     assert record.cost_usd == 0
 
 
@@ -120,6 +119,10 @@ def test_a_hit_on_a_batched_answer_saved_what_it_cost_alone() -> None:
     assert summary.baseline_tokens == 800, "both requests at their cost alone"
 
 
+def _reads(url: str) -> float:
+    return metric(httpx.get(f"{url}/metrics").text, "provider_cache_tokens_total", kind="read")
+
+
 LONG_SYSTEM = (
     "You review Python for the payments team; keep functions small and typed. " * 80
 )  # ~1,500 tokens
@@ -151,7 +154,7 @@ def test_same_prefix_same_scope_lands_on_the_warm_provider_cache_and_is_counted(
         ("other-team", OTHER_KEY, "rename x"),
     ]
     with running(policy) as url:
-        before = metric(httpx.get(f"{url}/metrics").text, "llm_provider_cached_tokens_total")
+        before = _reads(url)
         answers = {}
         for request_id, key, task in asks:
             body = {
@@ -162,7 +165,7 @@ def test_same_prefix_same_scope_lands_on_the_warm_provider_cache_and_is_counted(
             reply = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=5)
             assert reply.status_code == 200
             answers[request_id] = reply.json()["usage"]
-        counted = metric(httpx.get(f"{url}/metrics").text, "llm_provider_cached_tokens_total") - before
+        counted = _reads(url) - before
     sent = [
         r.json["prompt_cache_key"] for r in fake_upstream.requests if r.path.endswith("/chat/completions")
     ]
@@ -171,8 +174,6 @@ def test_same_prefix_same_scope_lands_on_the_warm_provider_cache_and_is_counted(
     cached = answers["second"]["prompt_tokens_details"]["cached_tokens"]
     assert answers["first"]["prompt_tokens_details"]["cached_tokens"] == 0 and cached >= 1024
     records = {r["request_id"]: r for r in file_lines(ledger)[0]}
-    assert (
-        records["second"]["cached_input_tokens"] == cached and "cached_input_tokens" not in records["first"]
-    )
+    assert records["second"]["cache_read_tokens"] == cached and "cache_read_tokens" not in records["first"]
     assert records["second"]["provider_cache_saved_usd"] == pytest.approx(cached * 1.5e-6)
     assert counted == cached + answers["other-team"]["prompt_tokens_details"]["cached_tokens"]

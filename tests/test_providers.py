@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import openai
 
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, PROVIDER_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
+from tests.startup_imports import DEFAULT_POLICY, imported
 
 MESSAGES = [{"role": "user", "content": "through litellm"}]
 
@@ -62,26 +60,4 @@ def test_litellm_provider_error_is_openai_shaped(
 
 
 def test_litellm_is_not_imported_for_openai_compatible_providers(tmp_path: Path) -> None:
-    script = """
-import asyncio, json, sys
-from gateway.policy import load_policy
-from gateway.server import create_app
-from aiohttp import web
-
-async def main():
-    runner = web.AppRunner(create_app(load_policy(sys.argv[1])))
-    await runner.setup()
-    await runner.cleanup()
-
-asyncio.run(main())
-print(json.dumps("litellm" in sys.modules))
-"""
-    root = Path(__file__).resolve().parents[1]
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(root / "policies" / "default.yaml")],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    )
-    assert json.loads(result.stdout.strip().splitlines()[-1]) is False
+    assert imported(DEFAULT_POLICY, ["litellm"], tmp_path) == []

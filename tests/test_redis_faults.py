@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 
-from gateway.testing.redis_server import RedisServer
-from gateway.testing.redis_topologies import RedisClusterGroup, SentinelGroup, wait_until
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.redis_server import RedisServer
+from tests.fakes.redis_topologies import RedisClusterGroup, SentinelGroup, wait_until
+from tests.fakes.upstream import FakeUpstream
 from tests.test_budget_e2e import budgets_report, reported_usage, sprint
 
 AUTH = {"Authorization": f"Bearer {GATEWAY_KEY}"}

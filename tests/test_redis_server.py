@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.testing.redis_server import RedisServer
+from tests.fakes.redis_server import RedisServer
 
 
 def test_a_port_taken_by_another_server_is_refused(redis_server: RedisServer) -> None:

@@ -26,11 +26,11 @@ from gateway.reporting.source import LedgerData, Selection, read_ledger
 from gateway.router.log import RoutingLog
 from gateway.store import open_redis
 from gateway.store.topology import connect, parse
-from gateway.testing.redis_server import RedisServer
-from gateway.testing.redis_topologies import RedisClusterGroup, SentinelGroup, cluster_port, wait_until
-from gateway.testing.upstream import FakeUpstream
 from tests import test_cache_e2e as cache_tests
 from tests.conftest import base_policy
+from tests.fakes.redis_server import RedisServer
+from tests.fakes.redis_topologies import RedisClusterGroup, SentinelGroup, cluster_port, wait_until
+from tests.fakes.upstream import FakeUpstream
 from tests.test_budget_e2e import COST, _burst, budgets_report, chat, reported_usage, sprint
 from tests.test_budget_ledger import BUCKET, ask, charge
 from tests.test_cache_e2e import cached_policy

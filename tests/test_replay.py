@@ -23,8 +23,8 @@ from gateway.reporting.kpis import Summary
 from gateway.reporting.replay_batch import Member, batch_sizes, shares
 from gateway.reporting.report import load
 from gateway.reporting.source import Selection
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import base_policy
+from tests.fakes.upstream import FakeUpstream
 from tests.ledger_helpers import batch_responder, chat, running
 
 PRICE = {"small": (0.15, 0.6), "medium": (0.4, 1.6), "large": (2.0, 8.0)}

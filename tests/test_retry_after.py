@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+from gateway.context import Call
 from gateway.policy.core import ProviderConfig, RetryConfig
 from gateway.providers import Provider, ProviderRequest, UpstreamReply
 from gateway.upstream import Upstream, _retry_after
@@ -44,6 +45,7 @@ class Scripted(Provider):
 
 async def test_a_date_beyond_the_deadline_is_not_waited_for() -> None:
     provider = Scripted(*(limited(http_date(3600)) for _ in range(3)))
-    outcome = await Upstream()._attempts(provider, "chat/completions", b"{}", False)
+    call = Call("req-1", False, "chat/completions", {}, b"{}")
+    outcome = await Upstream()._attempts(provider, call, b"{}")
     assert isinstance(outcome, UpstreamReply) and outcome.status == 429
     assert provider.calls == 1  # the provider said "in an hour": no retry within a 5 s deadline

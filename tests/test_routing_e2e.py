@@ -15,8 +15,8 @@ import pytest
 import redis
 import yaml
 
-from gateway.testing.upstream import FakeUpstream
 from tests.conftest import ADMIN_KEY, GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 ROUTING = {
     "aliases": ["auto"],

@@ -32,9 +32,9 @@ from gateway.ledger.record import Finished, RecordBuilder, written
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
 from gateway.protocols import CHAT as CHAT_PROTOCOL
-from gateway.redact import Holdback, Redactor, remember
-from gateway.testing.upstream import FakeUpstream
+from gateway.redact import Holdback, Redactor, redactor, remember
 from tests.conftest import GATEWAY_KEY, base_policy
+from tests.fakes.upstream import FakeUpstream
 
 AUTH = {"Authorization": f"Bearer {GATEWAY_KEY}"}
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -358,3 +358,10 @@ def test_stream_closed_right_after_done_is_recorded_as_200(
     logged = {x["request_id"]: x["status"] for x in lines if x.get("event") == "request"}
     assert {k: v for k, v in logged.items() if k.startswith("hangup-")} == statuses
     assert all(r.get("tokens_used", 0) > 0 for r in records if r.get("request_id", "").startswith("hangup-"))
+
+
+def test_a_providers_redactor_is_built_once_not_per_request() -> None:
+    first = redactor(("sk-once-per-provider-1234",))
+    assert redactor(("sk-once-per-provider-1234",)) is first
+    assert first.data(b'{"k": "sk-once-per-provider-1234"}') != b'{"k": "sk-once-per-provider-1234"}'
+    assert redactor(("sk-a-rotated-key-56789",)) is not first, "another key, its own tables"

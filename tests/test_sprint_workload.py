@@ -14,7 +14,7 @@ from benchmarks.sprint.workload import (
     generate,
     sprint_responder,
 )
-from gateway.testing.provider_model import DecodeLatency, PrefixCache
+from tests.fakes.provider_model import DecodeLatency, PrefixCache
 
 SYSTEM = "You are a careful engineer. " * 200  # ~1,350 tokens
 

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
+import orjson
 import pytest
 
+from gateway.cache import LLMCache
+from gateway.context import Request
+from gateway.policy.cache import CacheConfig
 from gateway.policy.core import StoreConfig
+from gateway.pricing import PriceBook
+from gateway.protocols import CHAT
 from gateway.store import MemoryStore, RedisStore, Store, StoreError, connect_redis, open_store
-from gateway.testing.redis_server import RedisServer
+from tests.fakes.redis_server import RedisServer
+
+T = TypeVar("T")
+ANSWER = orjson.dumps(
+    {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+)
 
 
 @pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
@@ -65,6 +82,69 @@ async def test_delete_matching_escapes_glob(store: Store) -> None:
     assert await store.delete_matching("p:") == 2
     assert await store.get("p*x") == b"1"
     assert await store.get("q:a") == b"1"
+
+
+async def test_lookup_or_lock_locks_only_when_nothing_is_stored(store: Store) -> None:
+    entry, lock = "c:s:{k1}", "cl:{k1}"  # one hash tag: one slot, one script on a cluster
+    assert await store.lookup_or_lock(entry, lock, b"token-1", 5) == (None, True)
+    assert await store.lookup_or_lock(entry, lock, b"token-1", 5) == (None, True), "sent again: still ours"
+    assert await store.lookup_or_lock(entry, lock, b"token-2", 5) == (None, False), "someone else's"
+    await store.store_and_unlock(entry, b"answer", 5, lock, b"token-1")
+    assert await store.get(entry) == b"answer"
+    assert await store.get(lock) is None, "the owner's lock is released with the write"
+    assert await store.lookup_or_lock(entry, lock, b"token-2", 5) == (b"answer", False)
+    assert await store.get(lock) is None, "a stored answer takes no lock"
+
+
+async def test_store_and_unlock_keeps_a_lock_it_does_not_own_and_sets_the_ttl(store: Store) -> None:
+    entry, lock = "c:s:{k2}", "cl:{k2}"
+    assert await store.lookup_or_lock(entry, lock, b"theirs", 5) == (None, True)
+    await store.store_and_unlock(entry, b"answer", 0.2, lock, b"mine")
+    assert await store.get(lock) == b"theirs"
+    await store.store_and_unlock(entry, None, None, lock, b"theirs")  # a failed leader: only unlock
+    assert await store.get(lock) is None
+    assert await store.get(entry) == b"answer"
+    await asyncio.sleep(0.3)
+    assert await store.get(entry) is None, "the entry expires after its TTL"
+
+
+async def test_lookup_or_lock_on_keys_of_different_slots(store: Store) -> None:
+    """Keys without a shared hash tag still work on a cluster (one command each instead of a script)."""
+    assert await store.lookup_or_lock("entry-a", "lock-b", b"t", 5) == (None, True)
+    await store.store_and_unlock("entry-a", b"v", 5, "lock-b", b"t")
+    assert (await store.get("entry-a"), await store.get("lock-b")) == (b"v", None)
+
+
+@pytest.mark.parametrize("topology", ["redis", "cluster"])
+async def test_a_cache_miss_costs_one_round_trip_before_and_one_after(
+    topology: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lookup and singleflight lock in one script, store and unlock in another."""
+    url = request.getfixturevalue("redis_url" if topology == "redis" else "cluster_url")
+    store = open_store(StoreConfig(url=url))
+    assert isinstance(store, RedisStore)
+    trips: list[str] = []
+    timed = store.timed
+
+    def counted(operation: str, call: Awaitable[T]) -> Awaitable[T]:
+        trips.append(operation)
+        return timed(operation, call)
+
+    monkeypatch.setattr(store, "timed", counted)
+    cache = LLMCache(CacheConfig(), store, "rt:", PriceBook({}))
+    body = {"model": "m", "messages": [{"role": "user", "content": os.urandom(8).hex()}]}
+    plan = cache.plan(Request("r", CHAT, "agent", "team", body=body), "m")
+    assert plan is not None
+    try:
+        outcome = await cache.fetch(plan, "m")
+        assert outcome.status == "MISS" and outcome.lease is not None
+        assert trips == ["lookup_or_lock"]
+        await cache.settle(plan, outcome.lease, 200, ANSWER)
+        assert trips == ["lookup_or_lock", "store_and_unlock"]
+        again = await cache.fetch(plan, "m")
+        assert again.status == "HIT" and again.entry is not None and again.entry.body == ANSWER
+    finally:
+        await store.close()
 
 
 async def test_capped_log_newest_first(store: Store) -> None:

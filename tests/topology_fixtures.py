@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.testing.redis_topologies import RedisClusterGroup, SentinelGroup, wait_until
+from tests.fakes.redis_topologies import RedisClusterGroup, SentinelGroup, wait_until
 
 TOPOLOGIES = ["single", "cluster", "sentinel"]
 

@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.testing.batch_model import tasks_in
-from gateway.testing.provider_model import DecodeLatency, PrefixCache
-from gateway.testing.upstream import FakeUpstream, _serve
-from gateway.testing.upstream_bodies import ChatAnswer, last_user_text
+from tests.fakes.batch_model import tasks_in
+from tests.fakes.provider_model import DecodeLatency, PrefixCache
+from tests.fakes.upstream import FakeUpstream, _serve
+from tests.fakes.upstream_bodies import ChatAnswer, last_user_text
 
 from .workload import sprint_responder
 

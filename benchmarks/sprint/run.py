@@ -38,7 +38,7 @@ def sprint_policy(upstream_url: str, ledger: Path) -> dict[str, Any]:
 
 
 def start_provider(run_dir: Path, name: str, seed: int) -> tuple[ManagedProcess, str]:
-    from gateway.testing.redis_server import free_port
+    from tests.fakes.redis_server import free_port
 
     port = free_port()
     argv = [sys.executable, "-m", "benchmarks.sprint.provider", "--port", str(port), "--seed", str(seed)]

@@ -246,8 +246,8 @@ BOTCH_ONE_IN = 20
 def sprint_responder(body: dict[str, Any]) -> str:
     """A ``FakeUpstream.responder``: the right answer to a task, or to each task of a batch prompt
     (a few batch replies botched, as models sometimes do)."""
-    from gateway.testing.batch_model import tasks_in
-    from gateway.testing.upstream_bodies import last_user_text
+    from tests.fakes.batch_model import tasks_in
+    from tests.fakes.upstream_bodies import last_user_text
 
     text = last_user_text(body.get("messages") or [])
     tasks = tasks_in(text)

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as aioredis
 
@@ -22,6 +22,9 @@ from gateway.autoscaler.decision import Decision, Rules, decide, low_since
 from gateway.autoscaler.signal import Backlog, BacklogReader
 from gateway.logs import get_logger
 from gateway.policy.autoscaler import AutoscalerConfig, TargetConfig
+
+if TYPE_CHECKING:
+    from gateway.store.topology import Client
 
 log = get_logger("gateway.autoscaler")
 REDIS_ERRORS = (aioredis.RedisError, OSError, asyncio.TimeoutError)
@@ -47,7 +50,7 @@ class TargetController:
         target: TargetConfig,
         config: AutoscalerConfig,
         actuator: Actuator,
-        client: aioredis.Redis,
+        client: Client,
         prefix: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -105,7 +108,8 @@ class TargetController:
             last_scale_at = await self._last_scale_at()
         except REDIS_ERRORS as exc:
             self.state = TargetState()  # a gap in the readings: the backlog may not have stayed low
-            return self._hold("redis", f"cannot read the backlog: {type(exc).__name__}: {exc}")
+            self._hold("redis", f"cannot read the backlog: {type(exc).__name__}: {exc}")
+            return None
         for reading in backlog.streams:
             metrics.QUEUE_LENGTH.labels(reading.stream).set(reading.figure(backlog.signal))
         try:
@@ -113,11 +117,13 @@ class TargetController:
                 self.actuator.get_replicas, self.config.retry, self.actuator.description
             )
         except ActuatorError as exc:
-            return self._hold("target_read", f"cannot read replicas: {exc}")
+            self._hold("target_read", f"cannot read replicas: {exc}")
+            return None
         metrics.CURRENT_REPLICAS.labels(self.target.name).set(current)
         now, poll = self.clock(), self.config.poll_interval_s
         if now - backlog.taken_at > poll:
-            return self._hold("stale", f"backlog reading is {now - backlog.taken_at:.1f}s old (poll {poll}s)")
+            self._hold("stale", f"backlog reading is {now - backlog.taken_at:.1f}s old (poll {poll}s)")
+            return None
         return backlog, current, last_scale_at, now
 
     async def _apply(self, decision: Decision, leader: Leadership, now: float) -> bool:
@@ -163,7 +169,7 @@ class Autoscaler:
     def __init__(
         self,
         config: AutoscalerConfig,
-        client: aioredis.Redis,
+        client: Client,
         actuators: Mapping[str, Actuator],
         leader: Leadership,
         prefix: str = "",

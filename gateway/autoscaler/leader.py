@@ -14,11 +14,15 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
 from gateway.autoscaler import metrics
 from gateway.logs import get_logger
+
+if TYPE_CHECKING:
+    from gateway.store.topology import Client
 
 log = get_logger("gateway.autoscaler")
 
@@ -44,7 +48,7 @@ return 0
 class LeaderLock:
     """The three atomic operations on the lock key; each instance has its own random token."""
 
-    def __init__(self, client: aioredis.Redis, key: str, ttl_s: float) -> None:
+    def __init__(self, client: Client, key: str, ttl_s: float) -> None:
         self.key = key
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"

@@ -11,7 +11,6 @@ import signal
 import sys
 import time
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway import prometheus
@@ -23,6 +22,7 @@ from gateway.heartbeat import heartbeat_for
 from gateway.logs import configure, get_logger
 from gateway.policy import Policy
 from gateway.store import RedisStore, connect_redis
+from gateway.store.topology import Client
 
 log = get_logger("gateway.autoscaler")
 
@@ -119,7 +119,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-async def _close(runner: web.AppRunner, client: aioredis.Redis, actuators: dict[str, Actuator]) -> None:
+async def _close(runner: web.AppRunner, client: Client, actuators: dict[str, Actuator]) -> None:
     for actuator in actuators.values():
         await actuator.close()
     await runner.cleanup()

@@ -10,10 +10,14 @@ ourselves (``XLEN`` minus what the group has already read), server-side and boun
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NotRequired, TypedDict, cast
 
 import redis.asyncio as aioredis
 
 from gateway.policy.autoscaler import Signal, TargetConfig
+
+if TYPE_CHECKING:
+    from gateway.store.topology import Client
 
 COUNT_LIMIT = 10_000
 """The fallback count stops here: far above any sane ``queue_high``, and bounded work for Redis."""
@@ -32,6 +36,13 @@ while counted < limit do
 end
 return counted
 """
+
+# One consumer group in the XINFO GROUPS reply (the fields read here); ``lag`` needs Redis 7 and is
+# None when Redis cannot tell.
+_GroupInfo = TypedDict(
+    "_GroupInfo",
+    {"name": bytes | str, "pending": int, "last-delivered-id": bytes | str, "lag": NotRequired[int | None]},
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,7 @@ class Backlog:
 class BacklogReader:
     """Reads streams with one client; the fallback script is registered once."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self.redis = client
         self._count_after = client.register_script(_COUNT_AFTER)
 
@@ -92,11 +103,11 @@ class BacklogReader:
         lag = info.get("lag")
         if lag is not None:
             return StreamReading(stream, length, int(lag), pending, "xinfo")
-        after = _next_id(info["last-delivered-id"])  # type: ignore[arg-type]
+        after = _next_id(info["last-delivered-id"])
         counted = await self._count_after(keys=[stream], args=[after, COUNT_LIMIT])
         return StreamReading(stream, length, int(counted), pending, "counted")
 
-    async def _group_info(self, stream: str, group: str) -> dict[str, object] | None:
+    async def _group_info(self, stream: str, group: str) -> _GroupInfo | None:
         try:
             groups = await self.redis.xinfo_groups(stream)
         except aioredis.ResponseError as exc:
@@ -106,7 +117,7 @@ class BacklogReader:
         for info in groups:
             name = info["name"]
             if (name.decode() if isinstance(name, bytes) else name) == group:
-                return dict(info)
+                return cast(_GroupInfo, dict(info))
         return None
 
 

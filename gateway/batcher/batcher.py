@@ -263,7 +263,7 @@ class Batcher:
         for name in ("max_completion_tokens", "max_tokens"):
             limits = [m.request.body.get(name) for m in order]
             if all(isinstance(x, int) for x in limits):
-                body[name] = sum(limits)  # type: ignore[arg-type]
+                body[name] = sum(limits)
         if self.config.json_mode:
             body["response_format"] = {"type": "json_object"}
         if self.config.stream:

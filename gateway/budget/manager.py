@@ -123,7 +123,8 @@ class BudgetManager:
             # (unless a long outage piled up releases already: those holds expire by themselves).
             if len(self._settling) < self.max_pending_releases:
                 self._spawn(self._commit(Hold(period, request.agent, ask.hold_id, 0, share, expires), 0, 0))
-            return self._store_down(exc)
+            self._store_down(exc)
+            return None
         balance = verdict.balance
         self._gauge(period, request.agent, balance)
         if verdict.borrowed:
@@ -165,7 +166,7 @@ class BudgetManager:
     def settle(self, hold: Hold, usage: Usage | None, hit: bool) -> asyncio.Task[None]:
         """Commit the usage in a task of its own, so a client hanging up cannot lose the commit.
         A cache hit costs nothing: its tokens count as saved."""
-        used = 0 if hit or usage is None else usage.total
+        used = 0 if hit or usage is None else charged(usage, self.config.cache_read_weight)
         saved = usage.total if hit and usage is not None else 0
         return self._spawn(self._commit(hold, used, saved))
 
@@ -296,3 +297,10 @@ def _exhausted(agent: str, period: Period, verdict: Verdict, ask: Ask, now: floa
         headers["Retry-After"] = str(seconds)
     code = "budget_paused" if verdict.status == "paused" else "budget_exceeded"
     return GatewayError(message, status=429, type="insufficient_quota", code=code, headers=headers)
+
+
+def charged(usage: Usage, cache_read_weight: float) -> int:
+    """The tokens a budget is charged for an answer: every token, prompt-cache reads weighted."""
+    if cache_read_weight >= 1 or not usage.cached_input_tokens:
+        return usage.total
+    return usage.total - round(usage.cached_input_tokens * (1 - cache_read_weight))

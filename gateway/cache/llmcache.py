@@ -102,16 +102,18 @@ class LLMCache:
         protocol = request.protocol
         fixed = not protocol.generates or deterministic(request.body)
         found = terms(self.config, protocol.name, request.cache_control, fixed)
-        if found is None:
+        if found is None or not protocol.cacheable(request.body):
             return None
         ttl, read, max_age = found
         scope = self.scope_of(request)
-        key = cache_key(protocol.name, model, protocol.answer_fields(request.body), scope)
+        fields = protocol.cache_fields(request.body, request.upstream_headers)
+        key = cache_key(protocol.name, model, fields, scope)
         return Plan(protocol, key, scope, ttl, read, max_age)
 
     def entry_key(self, plan: Plan) -> str:
-        """The store key: the scope's names are encoded (no ``:`` or ``{}`` of their own), the key is hex."""
-        return f"{self.prefix}{plan.scope}:{plan.key}"
+        """The store key: the scope's names are encoded (no ``:`` or ``{}`` of their own), the key is hex
+        and the hash tag it shares with its singleflight lock (one slot on a cluster)."""
+        return f"{self.prefix}{plan.scope}:{{{plan.key}}}"
 
     async def fetch(self, plan: Plan, model: str) -> CacheOutcome:
         """A stored or just-produced answer (``HIT``), a lease to produce it (``MISS``, or ``BYPASS``
@@ -122,11 +124,7 @@ class LLMCache:
         if not plan.read:
             return CacheOutcome("BYPASS", plan.key, lease=self.flights.alone(plan.key))
         try:
-            raw = await self.store.get(self.entry_key(plan))
-            entry = CacheEntry.decode(raw) if raw is not None else None
-            if entry is not None and (plan.max_age_s is None or entry.age <= plan.max_age_s):
-                return self._hit(plan, model, entry)
-            outcome = await self.flights.join(plan.key, self.entry_key(plan))
+            outcome = await self.flights.join(plan.key, self.entry_key(plan), plan.max_age_s)
         except StoreError as exc:
             self._store_trouble("lookup", exc)
             return CacheOutcome("BYPASS", plan.key)
@@ -138,17 +136,22 @@ class LLMCache:
     async def settle(self, plan: Plan, lease: Lease, status: int, answer: bytes | None) -> None:
         """Store a complete successful answer and hand it to the requests waiting for it.
 
-        Whatever goes wrong here (even cancellation), the waiters are woken; a failed write only
-        means the answer is not stored (the cache fails open)."""
+        Waiters here are woken before the first await, so whatever goes wrong (even cancellation) they
+        are; the answer and the lock's release then go to the store in one round trip. A failed write
+        only means the answer is not stored (the cache fails open)."""
         entry = None
         try:
             entry = self._entry(plan, status, answer)
-            if entry is not None:
-                await self.store.set(self.entry_key(plan), entry.encode(), ttl_s=plan.ttl_s)
         except Exception as exc:  # never fail an answered request over its cache copy
             self._store_trouble("store", exc)
-        finally:
-            await self.flights.publish(lease, entry)
+        lock = self.flights.release(lease, entry)
+        value = entry.encode() if entry is not None else None
+        if value is None and lock is None:
+            return
+        try:
+            await self.store.store_and_unlock(self.entry_key(plan), value, plan.ttl_s, lock, lease.token)
+        except Exception as exc:
+            self._store_trouble("store", exc)
 
     def _entry(self, plan: Plan, status: int, answer: bytes | None) -> CacheEntry | None:
         """The entry for a complete successful answer under ``max_entry_bytes``, else None."""
@@ -164,8 +167,8 @@ class LLMCache:
         """Admin: drop everything, one scope, or one key (within a scope, or in every scope)."""
         if key is not None:
             if scope is not None:
-                return await self.store.delete(f"{self.prefix}{scope}:{key}")
-            return await self.store.delete_matching(self.prefix, f":{key}")
+                return await self.store.delete(f"{self.prefix}{scope}:{{{key}}}")
+            return await self.store.delete_matching(self.prefix, f":{{{key}}}")
         return await self.store.delete_matching(self.prefix + (f"{scope}:" if scope else ""))
 
     def _hit(self, plan: Plan, model: str, entry: CacheEntry) -> CacheOutcome:

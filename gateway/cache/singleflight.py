@@ -9,7 +9,6 @@ Store trouble never blocks a request: it then simply goes to the provider itself
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -40,8 +39,16 @@ class SingleFlight:
         self.poll_s = poll_s
         self._local: dict[str, asyncio.Future[CacheEntry | None]] = {}
 
-    async def join(self, key: str, entry_key: str) -> CacheEntry | Lease:
-        """Wait for an identical request in flight, or become the one that calls the provider."""
+    def lock_key(self, key: str) -> str:
+        """The lock beside the entry: ``{key}`` is the hash tag both share, so one script on a cluster."""
+        return f"{self.lock_prefix}{{{key}}}"
+
+    async def join(self, key: str, entry_key: str, max_age_s: float | None = None) -> CacheEntry | Lease:
+        """Wait for an identical request in flight here, or look the answer up and take the lock in one
+        store round trip: a stored answer (no older than ``max_age_s``), or the lease to produce it.
+
+        Store trouble on that first trip raises StoreError (the cache is bypassed); once another worker
+        is known to lead, trouble while waiting just means calling the provider without the lock."""
         deadline = time.monotonic() + self.wait_s
         while True:
             pending = self._local.get(key)
@@ -56,7 +63,10 @@ class SingleFlight:
             # The leader failed: loop, and the first follower to get here takes over.
         lease = self._lease(key)
         try:
-            return await self._lock_or_wait(lease, entry_key, deadline)
+            found = await self._lookup_or_lock(lease, entry_key, max_age_s)
+            if found is not None:
+                return found
+            return await self._wait_for_leader(lease, entry_key, max_age_s, deadline)
         except BaseException:
             self._finish(lease, None)
             raise
@@ -71,35 +81,46 @@ class SingleFlight:
             self._local[key] = future
         return Lease(key, os.urandom(12).hex().encode(), future)
 
-    async def _lock_or_wait(self, lease: Lease, entry_key: str, deadline: float) -> CacheEntry | Lease:
-        lock = self.lock_prefix + lease.key
-        try:
-            while True:
-                if await self.store.set(lock, lease.token, ttl_s=self.lock_ttl_s, only_if_absent=True):
-                    lease.locked = True
-                    return lease
-                # Another worker or replica leads: wait for its answer, or for its lock to go.
-                while time.monotonic() < deadline:
-                    await asyncio.sleep(self.poll_s)
-                    raw = await self.store.get(entry_key)
-                    entry = CacheEntry.decode(raw) if raw is not None else None
-                    if entry is not None:
-                        self._finish(lease, entry)
-                        return entry
-                    if await self.store.get(lock) is None:
-                        break
-                else:
-                    return lease  # waited long enough: call the provider without the lock
-        except StoreError:
+    async def _lookup_or_lock(
+        self, lease: Lease, entry_key: str, max_age_s: float | None
+    ) -> CacheEntry | Lease | None:
+        """One try: the fresh stored entry, the lease once locked, or None while another leads."""
+        lock = self.lock_key(lease.key)
+        raw, locked = await self.store.lookup_or_lock(entry_key, lock, lease.token, self.lock_ttl_s)
+        if raw is not None:
+            entry = CacheEntry.decode(raw)
+            if entry is not None and (max_age_s is None or entry.age <= max_age_s):
+                self._finish(lease, entry)
+                return entry
+            # Too old for this request, or unreadable: produce it anew, under the lock.
+            locked = await self.store.set(lock, lease.token, ttl_s=self.lock_ttl_s, only_if_absent=True)
+        if locked:
+            lease.locked = True
             return lease
+        return None
 
-    async def publish(self, lease: Lease, entry: CacheEntry | None) -> None:
-        """Wake local followers with the answer (None: one of them retries) and drop the lock."""
+    async def _wait_for_leader(
+        self, lease: Lease, entry_key: str, max_age_s: float | None, deadline: float
+    ) -> CacheEntry | Lease:
+        """Another worker or replica leads: poll for its answer, or for its lock to go (then lead)."""
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(self.poll_s)
+                found = await self._lookup_or_lock(lease, entry_key, max_age_s)
+                if found is not None:
+                    return found
+        except StoreError:
+            pass
+        return lease  # waited long enough (or the store failed): call the provider without the lock
+
+    def release(self, lease: Lease, entry: CacheEntry | None) -> str | None:
+        """Wake local followers with the answer (None: one of them retries); the lock to drop in the
+        store, if this lease holds one (the caller drops it in the same trip that stores the answer)."""
         self._finish(lease, entry)
-        if lease.locked:
-            lease.locked = False
-            with contextlib.suppress(StoreError):  # otherwise the lock's TTL ends it
-                await self.store.delete_if_equal(self.lock_prefix + lease.key, lease.token)
+        if not lease.locked:
+            return None
+        lease.locked = False
+        return self.lock_key(lease.key)
 
     def _finish(self, lease: Lease, entry: CacheEntry | None) -> None:
         if lease.published:

@@ -24,7 +24,7 @@ from gateway.context import Outcome
 from gateway.ledger.schema import LedgerRecord
 from gateway.policy import Policy
 from gateway.pricing import PriceBook
-from gateway.protocols import BY_NAME, PROTOCOLS
+from gateway.protocols import BY_NAME, PROTOCOLS, Usage
 from gateway.redact import everywhere
 from gateway.router.rules import RuleSet
 from gateway.tokens import max_output
@@ -60,7 +60,8 @@ class Charge(NamedTuple):
     cost_usd: float | None
     baseline_model: str | None
     baseline_cost_usd: float | None
-    cached_input_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
     provider_cache_saved_usd: float | None = None
 
 
@@ -109,6 +110,7 @@ class RecordBuilder:
         facts = BatchFacts.of(request)
         charge = self._charge(outcome)
         budget_left = outcome.standing.budget_left
+        fields = request.protocol.cache_fields(body, request.upstream_headers)
         return LedgerRecord(
             request_id=done.request_id,
             endpoint=request.endpoint,
@@ -133,9 +135,7 @@ class RecordBuilder:
             upstream_ms=round(outcome.upstream_seconds * 1000, 2),
             cache=cache.status,
             cache_key=cache.key,
-            content_key=cache_key(request.endpoint, "", request.protocol.answer_fields(body), "")[
-                :_HASH_CHARS
-            ],
+            content_key=cache_key(request.endpoint, "", fields, "")[:_HASH_CHARS],
             cache_control=(request.cache_control or "")[:64] or None,
             deterministic=deterministic(body) or None,
             batchable=request.batchable,
@@ -154,7 +154,8 @@ class RecordBuilder:
             cost_usd=charge.cost_usd,
             baseline_model=charge.baseline_model,
             baseline_cost_usd=charge.baseline_cost_usd,
-            cached_input_tokens=charge.cached_input_tokens,
+            cache_read_tokens=charge.cache_read_tokens,
+            cache_write_tokens=charge.cache_write_tokens,
             provider_cache_saved_usd=charge.provider_cache_saved_usd,
             prompt=request.protocol.prompt(body) if self.include_prompts else None,
         )
@@ -168,12 +169,8 @@ class RecordBuilder:
         # Alone and uncached, the request would have cost its own usage, plus what its batch saved
         # (all prompt tokens: a batch member's completion is the same as it would be alone).
         extra = outcome.tokens_saved if outcome.saved_reason == "batch" else 0
-        # The provider bills prompt-cache reads (and writes) at their own rates; the saving is the
-        # reads' discount on what the same prompt would have cost uncached.
-        cached, writes, model = usage.cached_input_tokens, usage.cache_write_tokens, outcome.model
-        full = self.prices.cost(model, usage.prompt_tokens, usage.completion_tokens, 0, writes)
-        cost = self.prices.cost(model, usage.prompt_tokens, usage.completion_tokens, cached, writes)
-        cache_saved = full - cost if full is not None and cost is not None and cached and not hit else None
+        cost = self.prices.cost(outcome.model, *_priced(usage))
+        provider_saved = provider_cache_saving(self.prices, outcome.model, usage)
         if hit and cost is not None:
             cost = 0.0  # priced (so the saving is known) but free
         before = None
@@ -188,9 +185,25 @@ class RecordBuilder:
             round(cost, 8) if cost is not None else None,
             baseline,
             round(before, 8) if before is not None else None,
-            None if hit else cached or None,  # a hit's stored usage was read by its first request
-            round(cache_saved, 8) if cache_saved else None,
+            # A hit's stored usage was read and written by its first request, not by this one.
+            None if hit else usage.cached_input_tokens or None,
+            None if hit else usage.cache_write_tokens or None,
+            round(provider_saved, 8) if provider_saved is not None and not hit else None,
         )
+
+
+def _priced(usage: Usage) -> tuple[int, int, int, int]:
+    return usage.prompt_tokens, usage.completion_tokens, usage.cached_input_tokens, usage.cache_write_tokens
+
+
+def provider_cache_saving(prices: PriceBook, model: str, usage: Usage) -> float | None:
+    """USD the provider's prompt cache saved on ``usage``: None when it read and wrote nothing or the
+    model has no price."""
+    if not usage.cached_input_tokens and not usage.cache_write_tokens:
+        return None
+    plain = prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
+    cached = prices.cost(model, *_priced(usage))
+    return plain - cached if plain is not None and cached is not None else None
 
 
 def written(record: LedgerRecord) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any, get_args, get_type_hints
 
 from gateway.context import Usage
 
-SCHEMA = 2
+SCHEMA = 1
 """Version written in every record's ``schema`` field (absent: 0, the shape before versions)."""
 TIME_KEY = "time"
 
@@ -76,19 +76,22 @@ class LedgerRecord:
     # Tokens and cost, when the request was answered.
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    cached_input_tokens: int | None = None
-    """Prompt tokens the provider read from its own prompt cache (billed at its cached-input rate)."""
     tokens_used: int | None = None
     """Provider tokens charged to this request (0 for a cache hit)."""
     tokens_saved: int | None = None
     saved_reason: str | None = None
     """``cache`` or ``batch``."""
     cost_usd: float | None = None
+    """Priced at the model's own rates, prompt-cache reads and writes at theirs."""
+    cache_read_tokens: int | None = None
+    """Prompt tokens the provider read from its prompt cache (part of ``prompt_tokens``)."""
+    cache_write_tokens: int | None = None
+    """Prompt tokens the provider wrote to its prompt cache (part of ``prompt_tokens``)."""
+    provider_cache_saved_usd: float | None = None
+    """What the provider's prompt cache saved: the prompt at the plain input rate minus its cost with
+    cache reads and writes at theirs (negative when writing costs more than reading saved)."""
     baseline_model: str | None = None
     baseline_cost_usd: float | None = None
-    provider_cache_saved_usd: float | None = None
-    """What the provider's prompt cache took off ``cost_usd``: the cached tokens at the full input rate
-    minus at the cached rate."""
     prompt: Any = None
     """Messages, prompt or input: only with ``ledger.include_prompts``."""
 

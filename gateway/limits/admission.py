@@ -87,7 +87,8 @@ class Limiter:
         try:
             grant = await self.tickets.consume(ticket, buckets, now, gate(request.agent) if brake else None)
         except StoreError as exc:
-            return self._store_down(exc)
+            self._store_down(exc)
+            return None
         shown = rate_headers(_levels(wanted, grant))
         if not grant.ok:
             self._refused(request, grant, wanted, shown)

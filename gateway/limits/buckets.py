@@ -26,7 +26,7 @@ class Who:
         return cls(key, request.agent, request.team, request.requested_model, provider)
 
     def name(self, rule: LimitRule) -> str | None:
-        value = getattr(self, rule.scope)
+        value: str | None = getattr(self, rule.scope)
         if value is None or rule.match not in ("*", value):
             return None
         return value[:16] if rule.scope == "key" else value  # a key's bucket names a digest prefix only

@@ -27,6 +27,7 @@ from gateway.policy.ledger import LedgerConfig
 from gateway.policy.limits import LimitsConfig
 from gateway.policy.loader import ConfigError, describe_validation_error, interpolate, read_yaml
 from gateway.policy.routing import RoutingConfig, check_routing
+from gateway.policy.telemetry import TelemetryConfig
 
 __all__ = ["ConfigError", "Policy", "default_policy_path", "load_policy"]
 
@@ -65,6 +66,8 @@ class Policy(Section):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     """The request ledger and heartbeats, for ``llm-gateway report`` and ``replay`` (its default file
     follows the environment when the policy is loaded)."""
+    telemetry: TelemetryConfig = TelemetryConfig()
+    """OpenTelemetry traces (off unless ``telemetry.otlp`` is set)."""
 
 
 def default_policy_path() -> Path:

@@ -157,6 +157,10 @@ class BudgetConfig(Section):
     longest request."""
     default_priority: Priority = "P2"
     """The priority of a request without ``X-Priority``."""
+    cache_read_weight: float = Field(1.0, ge=0, le=1)
+    """How much a prompt token read from the provider's prompt cache counts against a budget (Anthropic's
+    ``cache_read_input_tokens``, OpenAI's ``cached_tokens``): 1 counts every token the provider
+    processed; 0.1 charges them at Anthropic's price ratio. Cache writes always count fully."""
     on_store_error: Literal["refuse", "allow"] = "refuse"
     """The store cannot be reached: refuse budgeted requests (503) or let them through unaccounted."""
     webhook: WebhookConfig = WebhookConfig()

@@ -25,12 +25,15 @@ class CacheConfig(Section):
     as in other gateways."""
     max_entry_bytes: int = Field(1024 * 1024, ge=1024)
     """Larger answers are not stored (a longer stream is relayed, not collected)."""
-    endpoints: list[Literal["chat.completions", "completions", "embeddings"]] = [
+    endpoints: list[Literal["chat.completions", "completions", "embeddings", "messages", "responses"]] = [
         "chat.completions",
         "completions",
         "embeddings",
+        "messages",
+        "responses",
     ]
-    """The endpoints whose answers are cached."""
+    """The endpoints whose answers are cached (``responses``: see the README's Responses API section for
+    what is cached with stored state)."""
     lock_ttl_s: float = Field(30.0, gt=0)
     """How long a leader may hold the cross-replica singleflight lock before another takes over."""
     wait_timeout_s: float = Field(60.0, gt=0)

@@ -9,9 +9,14 @@ from gateway.protocols.base import Assembler, Body, Protocol, Usage
 from gateway.protocols.chat import Chat
 from gateway.protocols.completions import Completions
 from gateway.protocols.embeddings import Embeddings
+from gateway.protocols.messages import CountTokens, Messages
+from gateway.protocols.responses import Responses
 
-CHAT, COMPLETIONS, EMBEDDINGS = Chat(), Completions(), Embeddings()
-PROTOCOLS: dict[str, Protocol] = {p.route: p for p in (CHAT, COMPLETIONS, EMBEDDINGS)}
+CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES = Chat(), Completions(), Embeddings(), Responses()
+MESSAGES, COUNT_TOKENS = Messages(), CountTokens()
+PROTOCOLS: dict[str, Protocol] = {
+    p.route: p for p in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES, COUNT_TOKENS)
+}
 """Route path → adapter."""
 BY_NAME: dict[str, Protocol] = {p.name: p for p in PROTOCOLS.values()}
 """Endpoint label → adapter (ledger records, the what-if replay)."""
@@ -20,8 +25,11 @@ __all__ = [
     "BY_NAME",
     "CHAT",
     "COMPLETIONS",
+    "COUNT_TOKENS",
     "EMBEDDINGS",
+    "MESSAGES",
     "PROTOCOLS",
+    "RESPONSES",
     "Assembler",
     "Body",
     "Protocol",

@@ -9,6 +9,7 @@ look. The stages ask the adapter; none of them switches on endpoint names.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from typing import Protocol as Interface
@@ -59,12 +60,30 @@ class Protocol(ABC):
     """The gateway's own path for it (``/v1/chat/completions``)."""
     upstream_path: ClassVar[str]
     """The provider's path for it, relative to the provider's base URL."""
+    operation: ClassVar[str] = "chat"
+    """Its ``gen_ai.operation.name`` on the provider call's span (OpenTelemetry GenAI conventions)."""
     streams: ClassVar[bool] = True
     """Whether requests may ask for ``stream: true``."""
     routable: ClassVar[bool] = False
     """Whether routing aliases and model rewriting apply (a generating protocol with tiers)."""
     generates: ClassVar[bool] = True
     """Whether an answer has completion tokens (the budget reserves ``max_output`` for them)."""
+    provider_type: ClassVar[str | None] = None
+    """The provider ``type`` that speaks this protocol natively (``anthropic``); None: any provider."""
+    keeps_query: ClassVar[bool] = False
+    """Whether the client's query string goes to the provider (``/v1/messages?beta=true``)."""
+
+    def upstream_headers(self, headers: Mapping[str, str]) -> dict[str, str] | None:
+        """The client headers the provider gets (protocol versions, betas); None: the default JSON ones."""
+        return None
+
+    def cache_fields(self, body: Body, headers: Mapping[str, str] | None) -> Body:
+        """What the cache key hashes: the answer fields, plus forwarded headers that change the answer."""
+        return self.answer_fields(body)
+
+    def merge_usage(self, previous: Usage | None, new: Usage) -> Usage:
+        """A stream's usage after an event reporting ``new`` (a protocol may report it in parts)."""
+        return new
 
     @abstractmethod
     def validate(self, body: Body) -> None:
@@ -81,6 +100,11 @@ class Protocol(ABC):
     @abstractmethod
     def answer_fields(self, body: Body) -> Body:
         """The fields that can change the answer (what the cache key hashes, model excluded)."""
+
+    def cacheable(self, body: Body) -> bool:
+        """Whether the answer to this body may be cached at all (not one that changes state the
+        provider keeps, nor one whose usage arrives later)."""
+        return True
 
     @abstractmethod
     def usage(self, answer: Any) -> Usage | None:

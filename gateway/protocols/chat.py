@@ -7,7 +7,7 @@ from typing import Any
 from gateway.protocols.base import Body
 from gateway.protocols.openai import ChoicesAssembler, OpenAIProtocol, pieces, replay_choices
 from gateway.tokens import PER_IMAGE, PER_MESSAGE, content_text, estimate_text
-from gateway.validation import field_error, optional, positive_int
+from gateway.validation import check_messages, integer, integer_field, optional
 
 _UNBATCHABLE = ("tools", "functions", "tool_choice", "function_call", "logprobs", "audio", "modalities")
 
@@ -19,17 +19,10 @@ class Chat(OpenAIProtocol):
 
     def validate(self, body: Body) -> None:
         super().validate(body)
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise field_error(
-                "messages", "must be a non-empty array of message objects", missing="messages" not in body
-            )
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise field_error(f"messages[{i}]", "must be an object with a string 'role'")
-        positive_int(body, "max_tokens")
-        positive_int(body, "max_completion_tokens")
-        positive_int(body, "n")
+        check_messages(body)
+        integer_field(body, "max_tokens")  # no minimum in the spec: the provider judges
+        integer_field(body, "max_completion_tokens")
+        integer_field(body, "n", minimum=1)
         optional(body, "stream_options", dict, "an object")
 
     def estimate(self, body: Body) -> int:
@@ -57,9 +50,12 @@ class Chat(OpenAIProtocol):
         return replay_choices(answer, "chat.completion.chunk", include_usage, piece, _events)
 
     def batch_task(self, stream: bool, body: Body) -> str | None:
-        """A plain, non-streamed chat completion with one choice, no tools, text output and a last
-        message from the user may share a batch; its task is that message."""
-        if stream or (body.get("n") or 1) != 1 or any(body.get(name) for name in _UNBATCHABLE):
+        """A plain, non-streamed chat completion with one choice, no tools, text output, output limits
+        that are positive ints (the batch asks for their sum) and a last message from the user may share
+        a batch; its task is that message."""
+        if stream or integer(body.get("n") or 1) != 1 or any(body.get(name) for name in _UNBATCHABLE):
+            return None
+        if not all(_plain_limit(body.get(name)) for name in ("max_tokens", "max_completion_tokens")):
             return None
         response_format = body.get("response_format")
         if response_format and not (
@@ -77,6 +73,11 @@ class Chat(OpenAIProtocol):
         return last["content"]  # type: ignore[no-any-return]
 
 
+def _plain_limit(value: Any) -> bool:
+    """No output limit, or one a batch can add up: a positive int (not ``2.0``, not 0 or below)."""
+    return value is None or (type(value) is int and value > 0)
+
+
 class ChatAssembler(ChoicesAssembler):
     kind = "chat.completion"
 
@@ -87,6 +88,8 @@ class ChatAssembler(ChoicesAssembler):
             self.collect(slot["text"], delta["content"])
         if delta.get("refusal"):
             self.collect(slot.setdefault("refusal", []), delta["refusal"])
+        if isinstance(delta.get("annotations"), list):
+            slot.setdefault("annotations", []).extend(delta["annotations"])
         for call in delta.get("tool_calls") or ():
             tool = slot["tools"].setdefault(int(call.get("index", 0)), {"arguments": []})
             for key in ("id", "type"):
@@ -99,9 +102,13 @@ class ChatAssembler(ChoicesAssembler):
 
     def choice(self, index: int, slot: dict[str, Any]) -> dict[str, Any]:
         text = "".join(slot["text"])
-        message: dict[str, Any] = {"role": slot["role"] or "assistant", "content": text or None}
-        if "refusal" in slot:
-            message["refusal"] = "".join(slot["refusal"])
+        refusal = "".join(slot["refusal"]) if "refusal" in slot else None
+        message: dict[str, Any] = {
+            "role": slot["role"] or "assistant",
+            "content": text or None,
+            "refusal": refusal,  # required, as in the answer the provider would have sent
+            "annotations": slot.get("annotations", []),
+        }
         if slot["tools"]:
             message["tool_calls"] = [
                 {
@@ -121,6 +128,9 @@ def _events(choice: dict[str, Any], piece: int) -> list[tuple[dict[str, Any], st
         ({"delta": {"role": message.get("role", "assistant"), "content": ""}}, None)
     ]
     out += [({"delta": {"content": part}}, None) for part in pieces(message.get("content") or "", piece)]
+    out += [({"delta": {"refusal": part}}, None) for part in pieces(message.get("refusal") or "", piece)]
+    if message.get("annotations"):
+        out.append(({"delta": {"annotations": message["annotations"]}}, None))
     for position, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
         opening = {"index": position, "id": call.get("id"), "type": call.get("type", "function")}

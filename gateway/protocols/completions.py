@@ -7,24 +7,28 @@ from typing import Any
 from gateway.protocols.base import Body
 from gateway.protocols.openai import ChoicesAssembler, OpenAIProtocol, pieces, replay_choices
 from gateway.tokens import estimate_inputs
-from gateway.validation import field_error, positive_int
+from gateway.validation import field_error, integer_field
 
 
 class Completions(OpenAIProtocol):
     name = "completions"
     route = "/v1/completions"
     upstream_path = "completions"
+    operation = "text_completion"
 
     def validate(self, body: Body) -> None:
         super().validate(body)
-        prompt = body.get("prompt")
-        if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not prompt):
-            raise field_error("prompt", "must be a string or a non-empty array", missing="prompt" not in body)
-        positive_int(body, "max_tokens")
-        positive_int(body, "n")
+        if "prompt" not in body:
+            raise field_error("prompt", "", missing=True)
+        prompt = body["prompt"]
+        if prompt is not None and not isinstance(prompt, (str, list)):
+            raise field_error("prompt", "must be a string, an array or null")
+        integer_field(body, "max_tokens", minimum=0)  # 0 scores a prompt (echo with logprobs)
+        integer_field(body, "n", minimum=1)
 
     def estimate(self, body: Body) -> int:
-        return estimate_inputs(body.get("prompt"))
+        """A null or empty prompt is the model's default one (``<|endoftext|>``, one token)."""
+        return estimate_inputs(body.get("prompt")) or 1
 
     def prompt(self, body: Body) -> Any:
         return body.get("prompt")

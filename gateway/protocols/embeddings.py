@@ -15,6 +15,7 @@ class Embeddings(Protocol):
     name = "embeddings"
     route = "/v1/embeddings"
     upstream_path = "embeddings"
+    operation = "embeddings"
     streams = False
     generates = False
 

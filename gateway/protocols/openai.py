@@ -76,7 +76,7 @@ class OpenAIProtocol(Protocol):
     def complete(self, answer: Any) -> bool:
         if not isinstance(answer, dict) or "error" in answer:
             return False
-        choices = answer.get("choices")
+        choices = answer.get("choices") or []
         return bool(choices) and all(isinstance(c, dict) and c.get("finish_reason") for c in choices)
 
     def stream_request(self, body: Body) -> Body | None:

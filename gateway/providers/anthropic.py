@@ -9,8 +9,12 @@ its credentials and client telemetry (``x-stainless-*``, session ids) stay at th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
-from gateway.providers.base import ProviderRequest
+import orjson
+
+from gateway.providers.base import ProviderRequest, UpstreamReply
 from gateway.providers.openai import OpenAIProvider
 
 _FORWARDED = frozenset({"content-type", "accept"})
@@ -21,7 +25,41 @@ _RELAYED_PREFIX = "anthropic-ratelimit-"
 like stay here."""
 
 
+_BREAKPOINT = {"type": "ephemeral"}
+
+
+def with_breakpoints(raw: bytes) -> bytes:
+    """A Messages body with prompt-cache breakpoints on its last tool and its system prompt, unless
+    the client placed any itself (then it knows best) or there is neither."""
+    if b"cache_control" in raw:
+        return raw
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw  # the provider says what is wrong with it
+    if not isinstance(body, dict):
+        return raw
+    changed = False
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools and isinstance(tools[-1], dict):
+        body["tools"] = [*tools[:-1], {**tools[-1], "cache_control": _BREAKPOINT}]
+        changed = True
+    system: Any = body.get("system")
+    if isinstance(system, str) and system:
+        body["system"] = [{"type": "text", "text": system, "cache_control": _BREAKPOINT}]
+        changed = True
+    elif isinstance(system, list) and system and isinstance(system[-1], dict):
+        body["system"] = [*system[:-1], {**system[-1], "cache_control": _BREAKPOINT}]
+        changed = True
+    return orjson.dumps(body) if changed else raw
+
+
 class AnthropicProvider(OpenAIProvider):
+    async def send(self, request: ProviderRequest) -> UpstreamReply:
+        if self.config.inject_cache_control and request.path == "messages":
+            request = replace(request, body=with_breakpoints(request.body))
+        return await super().send(request)
+
     def _auth_headers(self) -> dict[str, str]:
         return {"x-api-key": self.config.api_key} if self.config.api_key else {}
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from gateway.providers.base import Provider, ProviderRequest, UpstreamReply
+from gateway.telemetry import inject
 
 _JSON = {"Content-Type": "application/json"}
 _RELAYED = (
@@ -84,7 +85,7 @@ class OpenAIProvider(Provider):
             request.method,
             url,
             data=request.body or None,
-            headers=headers,
+            headers=inject(headers),  # the client span's traceparent, when tracing is on
             timeout=self._stream_timeout if stream else self._timeout,
         )
         kept = self._relayed(response.headers)

@@ -12,7 +12,6 @@ Definitions (also in docs/ledger.md, "KPIs"):
 - P95 latency = nearest-rank 95th percentile of the total latency (arrival to last byte) of model
   requests (chat, completions, embeddings) that were not refused with a 4xx; P95 added latency the
   same over the gateway's own share (latency minus the provider's time, a batch's wait included).
-- provider cache savings: prompt tokens the provider billed as cached, and their price difference.
 """
 
 from __future__ import annotations
@@ -85,9 +84,10 @@ class Summary:
     batch_used: int = 0
     cost_usd: float = 0.0
     baseline_cost_usd: float = 0.0
-    priced: int = 0
-    provider_cached: int = 0
+    cache_read_tokens: int = 0
+    """Prompt tokens read from the provider's own prompt cache."""
     provider_cache_saved_usd: float = 0.0
+    priced: int = 0
     latencies: list[float] = field(default_factory=list)
     added: list[float] = field(default_factory=list)
     uptime: dict[str, float] = field(default_factory=dict)
@@ -155,6 +155,8 @@ def summarize(outcomes: Iterable[Outcome], uptime: dict[str, float] | None = Non
         summary.tokens_used += o.tokens_used
         summary.saved_cache += o.saved_cache
         summary.saved_batch += o.saved_batch
+        summary.cache_read_tokens += o.cache_read_tokens
+        summary.provider_cache_saved_usd += o.provider_cache_saved_usd
         if o.batch_id is not None:
             batch_ids.add(o.batch_id)
             summary.batch_members += 1
@@ -163,8 +165,6 @@ def summarize(outcomes: Iterable[Outcome], uptime: dict[str, float] | None = Non
             summary.priced += 1
             summary.cost_usd += o.cost_usd
             summary.baseline_cost_usd += o.baseline_cost_usd
-        summary.provider_cached += o.provider_cached
-        summary.provider_cache_saved_usd += o.provider_cache_saved_usd
         if not 400 <= o.status < 500:
             summary.latencies.append(o.latency_ms)
             if o.added_ms is not None:

@@ -34,12 +34,12 @@ class Outcome:
     saved_batch: int = 0
     cost_usd: float | None = None
     baseline_cost_usd: float | None = None
-    provider_cached: int = 0
-    """Prompt tokens the provider read from its own prompt cache."""
-    provider_cache_saved_usd: float = 0.0
     added_ms: float | None = None
     """The gateway's own share of the latency: all of it but the provider's time (a batch's wait for
     partners counts as the gateway's)."""
+    cache_read_tokens: int = 0
+    """Prompt tokens the provider read from its own prompt cache."""
+    provider_cache_saved_usd: float = 0.0
     unknown: bool = False
     """Replay only: refused when recorded but admitted by the other policy, so its answer is unknown."""
 
@@ -77,9 +77,9 @@ def recorded(record: LedgerRecord) -> Outcome:
         saved_batch=saved if reason == "batch" else 0,
         cost_usd=record.cost_usd,
         baseline_cost_usd=record.baseline_cost_usd,
-        provider_cached=record.cached_input_tokens or 0,
-        provider_cache_saved_usd=record.provider_cache_saved_usd or 0.0,
         added_ms=added_ms(record),
+        cache_read_tokens=record.cache_read_tokens or 0,
+        provider_cache_saved_usd=record.provider_cache_saved_usd or 0.0,
     )
 
 

@@ -70,16 +70,13 @@ def savings_rows(summary: Summary) -> list[list[str]]:
         ["Baseline tokens", count(baseline)],
         ["  saved by the cache", count(summary.saved_cache)],
         ["  saved by batching", count(summary.saved_batch)],
-        ["Input tokens the provider's cache served", count(summary.provider_cached)],
         ["Cost", usd(summary.cost_usd if summary.priced else None)],
         ["Baseline cost", usd(summary.baseline_cost_usd if summary.priced else None)],
         ["Cost saved", usd(summary.baseline_cost_usd - summary.cost_usd if summary.priced else None)],
         ["Cost reduction", pct(summary.cost_reduction)],
-        [
-            "  saved by the provider's prompt cache",
-            usd(summary.provider_cache_saved_usd if summary.priced else None),
-        ],
         ["Priced requests", f"{count(summary.priced)} of {count(summary.answered)}"],
+        ["Read from the provider's prompt cache", count(summary.cache_read_tokens)],
+        ["  USD it saved", usd(summary.provider_cache_saved_usd if summary.cache_read_tokens else None)],
     ]
 
 
@@ -153,7 +150,7 @@ def as_json(summary: Summary) -> dict[str, Any]:
             "baseline": summary.baseline_tokens,
             "saved_cache": summary.saved_cache,
             "saved_batch": summary.saved_batch,
-            "saved_provider_cache": summary.provider_cached,
+            "saved_provider_cache": summary.cache_read_tokens,
         },
         "cost": {
             "usd": summary.cost_usd,

@@ -180,7 +180,7 @@ def _redis_spans(client: Any, policy: Policy) -> list[Span]:
     spans = []
     for raw in rows:
         try:
-            spans.append(Span.from_dict(orjson.loads(raw)))  # type: ignore[arg-type]
+            spans.append(Span.from_dict(orjson.loads(raw)))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             continue
     return spans

@@ -51,7 +51,7 @@ def nice_top(value: float) -> float:
     is a round grid step."""
     if value <= 0:
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
+    power: float = 10 ** math.floor(math.log10(value))
     return next(m * power for m in (1, 2, 5, 10) if m * power >= value * (1 - 1e-12))
 
 

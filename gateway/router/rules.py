@@ -61,8 +61,10 @@ class RuleSet:
 
     def __init__(self, config: RoutingConfig, models: Mapping[str, ModelConfig], wildcard: str = "*") -> None:
         self._config = config
-        self._shift: dict[str, int] = dict(config.priority_shift)
-        self._floor = {priority: TIERS.index(tier) for priority, tier in config.downgrade_floor.items()}
+        self._shift: dict[str, int] = dict(config.priority_shift.items())  # looked up by any header value
+        self._floor: dict[str, int] = {
+            priority: TIERS.index(tier) for priority, tier in config.downgrade_floor.items()
+        }
         self._windows = {name: m.context_window for name, m in models.items() if name != wildcard}
         self._tier_of = {name: TIERS.index(m.tier) for name, m in models.items() if name != wildcard}
         candidates = candidate_models(config, models, wildcard)

@@ -42,6 +42,28 @@ class Store(ABC):
     async def delete_matching(self, prefix: str, suffix: str = "") -> int:
         """Delete every key that starts with ``prefix`` and ends with ``suffix``."""
 
+    async def lookup_or_lock(
+        self, key: str, lock: str, token: bytes, lock_ttl_s: float
+    ) -> tuple[bytes | None, bool]:
+        """``key``'s value if stored; else take ``lock`` for ``token`` (True when taken, or already ours).
+
+        One round trip on Redis (a script: ``key`` and ``lock`` must share a hash tag on a cluster), so
+        a cache miss pays one trip before the provider call, not a lookup and a lock."""
+        value = await self.get(key)
+        if value is not None:
+            return value, False
+        return None, await self.set(lock, token, ttl_s=lock_ttl_s, only_if_absent=True)
+
+    async def store_and_unlock(
+        self, key: str, value: bytes | None, ttl_s: float | None, lock: str | None, token: bytes
+    ) -> None:
+        """Write ``value`` (None: nothing) and release ``lock`` if ``token`` still holds it (None: no
+        lock): the one round trip after the provider call."""
+        if value is not None:
+            await self.set(key, value, ttl_s=ttl_s)
+        if lock is not None:
+            await self.delete_if_equal(lock, token)
+
     @abstractmethod
     async def append_log(self, stream: str, fields: LogEntry, maxlen: int) -> None:
         """Append to a capped log (a Redis stream with approximate MAXLEN)."""

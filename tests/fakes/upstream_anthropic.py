@@ -4,7 +4,7 @@ It checks what the real API checks (``x-api-key`` or ``Authorization: Bearer``, 
 body, see ``anthropic_bodies``), bills prompt caching at ``cache_control`` breakpoints, streams the real
 event sequence as ``event:`` + ``data:`` lines, and scripts the failures a proxy must survive (429 with
 ``retry-after``, 529 overloaded, 500, slow answers, a stream cut by an ``event: error``). Every request is
-recorded as :class:`~gateway.testing.upstream.RecordedRequest`. :func:`serve_anthropic` serves it for a block.
+recorded as :class:`~tests.fakes.upstream.RecordedRequest`. :func:`serve_anthropic` serves it for a block.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -38,7 +38,7 @@ from .upstream import RecordedRequest
 
 __all__ = ["AnthropicUpstream", "serve_anthropic"]
 
-_BODY = web.RequestKey("anthropic_body", object)
+_BODY: web.RequestKey[Any] = web.RequestKey("anthropic_body", object)
 _ID = web.RequestKey("anthropic_request_id", str)
 _INVALID = object()
 _CLOSING = web.AppKey("anthropic_closing", asyncio.Event)
@@ -194,7 +194,7 @@ class AnthropicUpstream:
             b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip()
         )
         validate(body, count_only=count_only, betas=betas)
-        return body
+        return cast("dict[str, Any]", body)  # validate() accepts only a JSON object
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
         body = self._check(request, count_only=True)
@@ -265,11 +265,12 @@ def _events(
     yield {"type": "message_start", "message": start}
     for index, block in enumerate(answer.content):
         kind = block["type"]
-        empty = {
+        empties: dict[str, dict[str, Any]] = {
             "text": {"text": ""},
             "thinking": {"thinking": "", "signature": ""},
             "tool_use": {"id": block.get("id"), "name": block.get("name"), "input": {}},
-        }[kind]
+        }
+        empty = empties[kind]
         yield {"type": "content_block_start", "index": index, "content_block": {"type": kind, **empty}}
         if index == 0:
             yield {"type": "ping"}

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from gateway.testing.upstream_bodies import last_user_text
+from tests.fakes.upstream_bodies import last_user_text
 
 _TASK = re.compile(r"### Task (t\d+)\n(.*?)(?=\n\n### Task |\Z)", re.S)
 

@@ -95,7 +95,7 @@ def validate(body: Any, *, count_only: bool = False, betas: frozenset[str] = fro
     if not isinstance(messages, list) or not messages:
         raise _bad("messages: at least one message is required")
     roles = ("user", "assistant", "system") if SYSTEM_TURNS_BETA in betas else ("user", "assistant")
-    pending: set[str] = set()
+    pending: set[Any] = set()  # tool_use ids as sent: any JSON value
     for i, message in enumerate(messages):
         where = f"messages.{i}"
         if not isinstance(message, dict) or message.get("role") not in roles:
@@ -238,7 +238,7 @@ def _arguments(tool: dict[str, Any]) -> dict[str, Any]:
     """Input for ``tool`` that satisfies its schema's required properties."""
     schema = tool.get("input_schema") or {}
     props = schema.get("properties") or {}
-    samples = {"integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
+    samples: dict[object, Any] = {"integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
     return {
         name: samples.get((props.get(name) or {}).get("type"), "fake") for name in schema.get("required", [])
     }

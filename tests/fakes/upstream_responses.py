@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -46,7 +46,8 @@ class _Stored:
 
 
 def _sse(event: dict[str, Any]) -> bytes:
-    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    kind: str = event["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 def _not_found(rid: str) -> ApiError:
@@ -105,7 +106,7 @@ class ResponsesApi:
                 param="max_output_tokens",
                 code="integer_below_min_value",
             )
-        return body
+        return cast("dict[str, Any]", body)  # require() accepts only a JSON object
 
     def create(self, body: Any) -> tuple[str, _Stored]:
         """Plan and record the answer to ``body``; returns its id and record (stored or not)."""

@@ -10,7 +10,7 @@ Two things shape what a gateway can save without slowing its callers, and the pl
   Requests are spread over a few engines; a ``prompt_cache_key`` sends every request with that key to
   the same engine, without one the engine is chosen at random, so a key makes warm hits likelier.
 
-Tokens are the fake's (:func:`~gateway.testing.upstream_bodies.count_tokens`: four characters each), over the
+Tokens are the fake's (:func:`~tests.fakes.upstream_bodies.count_tokens`: four characters each), over the
 messages' text joined in order, so two prompts share a cached prefix exactly when their text does.
 """
 

@@ -5,9 +5,9 @@ vectors from :func:`fake_embedding`) so tests can predict them, and knobs set on
 script the failures a gateway must survive: error statuses with ``Retry-After``, hangs, dropped
 connections, truncated streams and permanently failing models. Knobs are set on the object rather than
 in the request because the proxy under test may rewrite requests; setters are thread-safe because the
-fake usually runs in a :class:`~gateway.testing.background.BackgroundServer` thread.
+fake usually runs in a :class:`~tests.fakes.background.BackgroundServer` thread.
 
-Run standalone for benchmarks: ``python -m gateway.testing.upstream --port 9000 --latency-ms 0``.
+Run standalone for benchmarks: ``python -m tests.fakes.upstream --port 9000 --latency-ms 0``.
 """
 
 from __future__ import annotations
@@ -45,16 +45,32 @@ from .upstream_bodies import (
 )
 from .upstream_files import FileStore
 from .upstream_leaks import LEAK_MODES, leak
+from .upstream_messages import messages
 from .upstream_responses import ResponsesApi
 from .upstream_sse import chat_chunks, completion_chunks, split_words, write_sse
 
-__all__ = ["FakeUpstream", "RecordedRequest", "count_tokens", "default_error", "fake_embedding", "main",
-           "prompt_tokens"]
+__all__ = [
+    "FakeUpstream",
+    "RecordedRequest",
+    "count_tokens",
+    "default_error",
+    "fake_embedding",
+    "main",
+    "prompt_tokens",
+]
 
-DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini", "gpt-3.5-turbo-instruct",
-                  "text-embedding-3-small", "text-embedding-3-large")
+DEFAULT_MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1-mini",
+    "o3-mini",
+    "gpt-3.5-turbo-instruct",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+)
 _CLOSING = web.AppKey("fake_closing", asyncio.Event)
-_BODY = web.RequestKey("fake_body", object)  # the parsed JSON body (read once, in the middleware)
+# The parsed JSON body (read once, in the middleware): any JSON value, or _INVALID_JSON.
+_BODY: web.RequestKey[Any] = web.RequestKey("fake_body", object)
 _BREAK_AFTER = web.RequestKey("fake_break_after", int)
 _INVALID_JSON = object()
 _ERRORS: dict[int, tuple[str, str, str | None]] = {
@@ -62,8 +78,11 @@ _ERRORS: dict[int, tuple[str, str, str | None]] = {
     403: ("You are not allowed to perform this request.", "invalid_request_error", "unsupported_country"),
     404: ("The requested resource does not exist.", "invalid_request_error", None),
     408: ("Request timed out.", "invalid_request_error", None),
-    429: ("Rate limit reached for requests. Please try again later.", "rate_limit_error",
-          "rate_limit_exceeded"),
+    429: (
+        "Rate limit reached for requests. Please try again later.",
+        "rate_limit_error",
+        "rate_limit_exceeded",
+    ),
     500: ("The server had an error while processing your request. Sorry about that!", "server_error", None),
     502: ("Bad gateway.", "server_error", None),
     503: ("The engine is currently overloaded, please try again later.", "server_error", None),
@@ -74,15 +93,23 @@ _ERRORS: dict[int, tuple[str, str, str | None]] = {
 def default_error(status: int, model: str | None = None) -> dict[str, Any]:
     """The body the real API sends with ``status`` (``model_not_found`` for a 404 about a model)."""
     if status == 404 and model:
-        return error_body(f"The model `{model}` does not exist or you do not have access to it.",
-                          "invalid_request_error", None, "model_not_found")
+        return error_body(
+            f"The model `{model}` does not exist or you do not have access to it.",
+            "invalid_request_error",
+            None,
+            "model_not_found",
+        )
     default = ("Error.", "server_error" if status >= 500 else "invalid_request_error", None)
     return error_body(*_ERRORS.get(status, default))
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json",
-                        headers={"x-request-id": new_id("req_"), **(headers or {})})
+    return web.Response(
+        body=orjson.dumps(obj),
+        status=status,
+        content_type="application/json",
+        headers={"x-request-id": new_id("req_"), **(headers or {})},
+    )
 
 
 def _mask(key: str) -> str:
@@ -125,8 +152,14 @@ class FakeUpstream:
     """State, knobs and request log of the fake; :meth:`app` builds the aiohttp application."""
 
     def __init__(
-        self, *, latency_s: float = 0.0, chunk_delay_s: float = 0.0, expected_key: str | None = None,
-        models: Iterable[str] = DEFAULT_MODELS, responder: Responder | None = None, record: bool = True,
+        self,
+        *,
+        latency_s: float = 0.0,
+        chunk_delay_s: float = 0.0,
+        expected_key: str | None = None,
+        models: Iterable[str] = DEFAULT_MODELS,
+        responder: Responder | None = None,
+        record: bool = True,
     ) -> None:
         self._defaults = (latency_s, chunk_delay_s, expected_key, responder)
         self.latency_s = latency_s
@@ -153,8 +186,14 @@ class FakeUpstream:
             with self._lock:
                 self._faults.append(fault)
 
-    def fail_next(self, times: int = 1, status: int = 429, retry_after: float | None = None,
-                  body: dict[str, Any] | None = None, path: str | None = None) -> None:
+    def fail_next(
+        self,
+        times: int = 1,
+        status: int = 429,
+        retry_after: float | None = None,
+        body: dict[str, Any] | None = None,
+        path: str | None = None,
+    ) -> None:
         """Answer the next ``times`` matching requests with ``status`` (and ``Retry-After`` if given)."""
         self._push(_Fault("status", times, path, status=status, retry_after=retry_after, body=body))
 
@@ -226,13 +265,22 @@ class FakeUpstream:
     # -- HTTP ---------------------------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024**2)
-        app.router.add_routes([
-            web.post("/v1/chat/completions", self._chat), web.post("/v1/completions", self._completions),
-            web.post("/v1/embeddings", self._embeddings), web.post("/v1/responses", self._responses),
-            web.get("/v1/models", self._models), web.get("/v1/models/{model}", self._model),
-            web.get("/_fake/stats", self._stats), web.post("/_fake/reset", self._reset),
-            web.post("/_fake/config", self._config), *self.files.routes(), *self.responses.routes(),
-        ])
+        app.router.add_routes(
+            [
+                web.post("/v1/chat/completions", self._chat),
+                web.post("/v1/completions", self._completions),
+                web.post("/v1/embeddings", self._embeddings),
+                web.post("/v1/responses", self._responses),
+                web.post("/v1/messages", messages),
+                web.get("/v1/models", self._models),
+                web.get("/v1/models/{model}", self._model),
+                web.get("/_fake/stats", self._stats),
+                web.post("/_fake/reset", self._reset),
+                web.post("/_fake/config", self._config),
+                *self.files.routes(),
+                *self.responses.routes(),
+            ]
+        )
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -275,8 +323,11 @@ class FakeUpstream:
             if self.record:
                 headers = {k.lower(): v for k, v in request.headers.items()}
                 parsed = None if body is _INVALID_JSON else body
-                self.requests.append(RecordedRequest(
-                    request.method, path, dict(request.query), headers, parsed, raw, time.monotonic()))
+                self.requests.append(
+                    RecordedRequest(
+                        request.method, path, dict(request.query), headers, parsed, raw, time.monotonic()
+                    )
+                )
         try:
             return await self._dispatch(request, handler, body)
         except ApiError as exc:
@@ -296,11 +347,18 @@ class FakeUpstream:
             if auth != "Bearer " + key:
                 given = auth.removeprefix("Bearer ").strip()
                 if not given:
-                    raise ApiError(401, "You didn't provide an API key. You need to provide your API key in "
-                                   "an Authorization header using Bearer auth (i.e. Authorization: Bearer "
-                                   "YOUR_KEY).")
-                raise ApiError(401, f"Incorrect API key provided: {_mask(given)}. You can find your API key "
-                               "at https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+                    raise ApiError(
+                        401,
+                        "You didn't provide an API key. You need to provide your API key in "
+                        "an Authorization header using Bearer auth (i.e. Authorization: Bearer "
+                        "YOUR_KEY).",
+                    )
+                raise ApiError(
+                    401,
+                    f"Incorrect API key provided: {_mask(given)}. You can find your API key "
+                    "at https://platform.openai.com/account/api-keys.",
+                    code="invalid_api_key",
+                )
         fault = None
         if self._faults:
             fault = self._take_fault(request.path, isinstance(body, dict) and body.get("stream") is True)
@@ -327,16 +385,20 @@ class FakeUpstream:
             elif fault.kind == "break":
                 request[_BREAK_AFTER] = fault.after_chunks
         if self._failing_models and isinstance(body, dict):
-            failing = self._failing_models.get(body.get("model"))
+            model = body.get("model")
+            failing = self._failing_models.get(model) if isinstance(model, str) else None
             if failing is not None:
                 return _json(failing[1] or default_error(failing[0], body.get("model")), failing[0])
         return await handler(request)
 
     def _stream_options(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         options = body.get("stream_options")
-        return {"include_usage": isinstance(options, dict) and bool(options.get("include_usage")),
-                "chunk_delay_s": self.chunk_delay_s, "break_after": request.get(_BREAK_AFTER),
-                "linger_s": self.linger_s}
+        return {
+            "include_usage": isinstance(options, dict) and bool(options.get("include_usage")),
+            "chunk_delay_s": self.chunk_delay_s,
+            "break_after": request.get(_BREAK_AFTER),
+            "linger_s": self.linger_s,
+        }
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = request[_BODY]
@@ -369,8 +431,9 @@ class FakeUpstream:
         return _json(embeddings(request[_BODY]))
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
-        return await self.responses.handle_create(request, request[_BODY], chunk_delay_s=self.chunk_delay_s,
-                                                  break_after=request.get(_BREAK_AFTER))
+        return await self.responses.handle_create(
+            request, request[_BODY], chunk_delay_s=self.chunk_delay_s, break_after=request.get(_BREAK_AFTER)
+        )
 
     def _model_object(self, model: str) -> dict[str, Any]:
         return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
@@ -419,8 +482,9 @@ async def _serve(app: web.Application, host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point: serve a fake upstream until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m gateway.testing.upstream",
-                                     description="Serve a fake OpenAI-compatible API.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes.upstream", description="Serve a fake OpenAI-compatible API."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000, help="0 picks a free port (see the 'ready' line)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
@@ -430,8 +494,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-aware", action="store_true", help="answer micro-batch prompts like a model")
     args = parser.parse_args(argv)
     responder = batch_responder() if args.batch_aware else None
-    fake = FakeUpstream(latency_s=args.latency_ms / 1000, chunk_delay_s=args.chunk_delay_ms / 1000,
-                        expected_key=args.api_key, record=args.record, responder=responder)
+    fake = FakeUpstream(
+        latency_s=args.latency_ms / 1000,
+        chunk_delay_s=args.chunk_delay_ms / 1000,
+        expected_key=args.api_key,
+        record=args.record,
+        responder=responder,
+    )
     run: Callable[[Any], None] = asyncio.run
     with contextlib.suppress(ImportError):
         import uvloop

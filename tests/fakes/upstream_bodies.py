@@ -20,6 +20,7 @@ import orjson
 
 FINGERPRINT = "fp_fake0001"
 EMBEDDING_DIMENSIONS = 8
+MAX_INPUTS = 2048  # inputs in one embeddings request (the spec's maxItems, as the API enforces it)
 MAX_DIMENSIONS = 3072  # text-embedding-3-large's; the spec sets no maximum, the API has one
 MESSAGE_OVERHEAD_TOKENS = 4
 
@@ -30,8 +31,14 @@ class ApiError(Exception):
     """An error the real API would answer with; rendered as ``{"error": {...}}``."""
 
     def __init__(
-        self, status: int, message: str, *, type_: str = "invalid_request_error",
-        param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None,
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -76,30 +83,41 @@ def new_id(prefix: str) -> str:
 def require(body: Any, name: str) -> Any:
     """Return ``body[name]`` or raise the real API's missing-parameter error."""
     if not isinstance(body, dict):
-        raise ApiError(400, "We could not parse the JSON body of your request. The OpenAI API expects a "
-                       "JSON payload, but what was sent was not valid JSON.")
+        raise ApiError(
+            400,
+            "We could not parse the JSON body of your request. The OpenAI API expects a "
+            "JSON payload, but what was sent was not valid JSON.",
+        )
     if body.get(name) is None:
         if name == "model":
             raise ApiError(400, "you must provide a model parameter")
-        raise ApiError(400, f"Missing required parameter: '{name}'.", param=name,
-                       code="missing_required_parameter")
+        raise ApiError(
+            400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
+        )
     return body[name]
 
 
-def integer(body: dict[str, Any], name: str, default: int, minimum: int | None = None,
-            maximum: int | None = None) -> int:
+def integer(
+    body: dict[str, Any], name: str, default: int, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """``body[name]`` as the integer JSON Schema means (``2.0`` is one), within the spec's bounds, or the
     real API's 400; ``default`` when absent or null."""
     value = body.get(name)
     if value is None:
         return default
     if not _is_tokens(value):
-        raise ApiError(400, f"Invalid type for '{name}': expected an integer.", param=name,
-                       code="invalid_type")
+        raise ApiError(
+            400, f"Invalid type for '{name}': expected an integer.", param=name, code="invalid_type"
+        )
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ApiError(400, f"Invalid '{name}': integer out of range.", param=name,
-                       code="integer_below_min_value" if minimum is not None and value < minimum
-                       else "integer_above_max_value")
+        raise ApiError(
+            400,
+            f"Invalid '{name}': integer out of range.",
+            param=name,
+            code="integer_below_min_value"
+            if minimum is not None and value < minimum
+            else "integer_above_max_value",
+        )
     return int(value)
 
 
@@ -120,10 +138,16 @@ def _truncate(text: str, limit: int | None) -> tuple[str, str]:
 
 def usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
     return {
-        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
 
 
@@ -154,11 +178,20 @@ def plan_chat(body: Any, responder: Responder | None = None) -> ChatAnswer:
     model = require(body, "model")
     messages = require(body, "messages")
     if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "Invalid 'messages': empty array. Expected an array with minimum length 1, but "
-                       "got an empty array instead.", param="messages", code="empty_array")
+        raise ApiError(
+            400,
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but "
+            "got an empty array instead.",
+            param="messages",
+            code="empty_array",
+        )
     if not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, "Invalid type for 'messages': expected an array of objects.", param="messages",
-                       code="invalid_type")
+        raise ApiError(
+            400,
+            "Invalid type for 'messages': expected an array of objects.",
+            param="messages",
+            code="invalid_type",
+        )
     n = integer(body, "n", 1, 1, 128)
     user = last_user_text(messages)
     prompt = prompt_tokens(messages)
@@ -166,8 +199,17 @@ def plan_chat(body: Any, responder: Responder | None = None) -> ChatAnswer:
     if tools and choice != "none":
         name = _function_name(choice) or _function_name(tools[0]) or "tool"
         arguments = orjson.dumps({"echo": user}).decode()
-        return ChatAnswer(model, n, None, "tool_calls", prompt, count_tokens(name + arguments),
-                          tool_name=name, tool_arguments=arguments, tool_id=new_id("call_"))
+        return ChatAnswer(
+            model,
+            n,
+            None,
+            "tool_calls",
+            prompt,
+            count_tokens(name + arguments),
+            tool_name=name,
+            tool_arguments=arguments,
+            tool_id=new_id("call_"),
+        )
     text = responder(body) if responder is not None else "echo: " + user
     text, finish = _truncate(text, _limit(body, "max_completion_tokens", "max_tokens"))
     return ChatAnswer(model, n, text, finish, prompt, count_tokens(text))
@@ -181,16 +223,32 @@ def _function_name(spec: Any) -> str | None:
 
 
 def chat_completion(answer: ChatAnswer) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None,
-                               "annotations": []}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.content,
+        "refusal": None,
+        "annotations": [],
+    }
     if answer.tool_name is not None:
-        message["tool_calls"] = [{"id": answer.tool_id, "type": "function",
-                                  "function": {"name": answer.tool_name, "arguments": answer.tool_arguments}}]
+        message["tool_calls"] = [
+            {
+                "id": answer.tool_id,
+                "type": "function",
+                "function": {"name": answer.tool_name, "arguments": answer.tool_arguments},
+            }
+        ]
     return {
-        "id": answer.id, "object": "chat.completion", "created": answer.created, "model": answer.model,
-        "choices": [{"index": i, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}
-                    for i in range(answer.n)],
-        "usage": answer.usage, "service_tier": "default", "system_fingerprint": FINGERPRINT,
+        "id": answer.id,
+        "object": "chat.completion",
+        "created": answer.created,
+        "model": answer.model,
+        "choices": [
+            {"index": i, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}
+            for i in range(answer.n)
+        ],
+        "usage": answer.usage,
+        "service_tier": "default",
+        "system_fingerprint": FINGERPRINT,
     }
 
 
@@ -217,8 +275,9 @@ def plan_completion(body: Any) -> CompletionAnswer:
     is_tokens = isinstance(prompt, list) and all(_is_tokens(t) for t in prompt)
     prompts = [prompt] if isinstance(prompt, str) or is_tokens else prompt
     if not isinstance(prompts, list) or not all(isinstance(p, str) or _is_input(p) for p in prompts):
-        raise ApiError(400, "Invalid 'prompt': expected a string or an array of strings or tokens.",
-                       param="prompt")
+        raise ApiError(
+            400, "Invalid 'prompt': expected a string or an array of strings or tokens.", param="prompt"
+        )
     n = integer(body, "n", 1, 1, 128)
     limit = _limit(body, "max_tokens", minimum=0)
     choices, tokens = [], 0
@@ -231,10 +290,16 @@ def plan_completion(body: Any) -> CompletionAnswer:
 
 def completion(answer: CompletionAnswer) -> dict[str, Any]:
     return {
-        "id": answer.id, "object": "text_completion", "created": answer.created, "model": answer.model,
-        "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": finish}
-                    for i, (text, finish) in enumerate(answer.choices)],
-        "usage": answer.usage, "system_fingerprint": FINGERPRINT,
+        "id": answer.id,
+        "object": "text_completion",
+        "created": answer.created,
+        "model": answer.model,
+        "choices": [
+            {"text": text, "index": i, "logprobs": None, "finish_reason": finish}
+            for i, (text, finish) in enumerate(answer.choices)
+        ],
+        "usage": answer.usage,
+        "system_fingerprint": FINGERPRINT,
     }
 
 
@@ -249,7 +314,8 @@ def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[fl
 def _is_tokens(value: Any) -> bool:
     """A token id: an integer, whole floats included (orjson reads integers beyond 64 bits as floats)."""
     return (isinstance(value, int) and not isinstance(value, bool)) or (
-        isinstance(value, float) and value.is_integer())
+        isinstance(value, float) and value.is_integer()
+    )
 
 
 def _is_input(item: Any) -> bool:
@@ -264,9 +330,12 @@ def embeddings(body: Any) -> dict[str, Any]:
     raw = require(body, "input")
     single = isinstance(raw, str) or (isinstance(raw, list) and bool(raw) and _is_tokens(raw[0]))
     inputs = [raw] if single else raw
-    if not isinstance(inputs, list) or not inputs or not all(_is_input(item) for item in inputs):
-        raise ApiError(400, "'$.input' is invalid. Please check the API reference: "
-                       "https://platform.openai.com/docs/api-reference.")
+    if not isinstance(inputs, list) or not 0 < len(inputs) <= MAX_INPUTS or not all(map(_is_input, inputs)):
+        raise ApiError(
+            400,
+            "'$.input' is invalid. Please check the API reference: "
+            "https://platform.openai.com/docs/api-reference.",
+        )
     dimensions = integer(body, "dimensions", EMBEDDING_DIMENSIONS, 1, MAX_DIMENSIONS)
     as_base64 = body.get("encoding_format") == "base64"
     data, tokens = [], 0
@@ -277,6 +346,9 @@ def embeddings(body: Any) -> dict[str, Any]:
         if as_base64:
             vector = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": vector})
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
