@@ -21,6 +21,7 @@ from gateway.metrics import LabelLimiter
 from gateway.policy import Policy
 from gateway.policy.limits import ProviderHeadersConfig
 from gateway.protocols import CHAT
+from gateway.store import StoreError
 from gateway.tickets import MemoryTickets
 from tests.conftest import GATEWAY_KEY, base_policy
 from tests.fakes.background import BackgroundServer
@@ -194,3 +195,27 @@ def test_every_answer_carries_the_remaining_figures(
     assert streamed.headers["x-ratelimit-limit-tokens"] == "100000"
     assert int(streamed.headers["x-ratelimit-remaining-tokens"]) < 100_000
     assert failed.status_code >= 500 and failed.headers["x-ratelimit-remaining-requests"] == "97"
+
+
+class DownTickets(MemoryTickets):
+    """A ticket store whose Redis cannot be reached."""
+
+    async def consume(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreError("redis: ConnectionError")
+
+
+@pytest.mark.parametrize(("choice", "refused"), [("allow", False), ("deny", True)])
+async def test_a_store_outage_lets_requests_through_or_refuses_them_as_the_policy_says(
+    choice: str, refused: bool
+) -> None:
+    policy = Policy.model_validate(
+        {"limits": {"rules": [{"scope": "agent", "rpm": 5}], "on_store_error": choice}, "models": {}}
+    )
+    limits = Limiter(policy, DownTickets(), lambda event: None, LabelLimiter(10), Clock())
+    if not refused:
+        assert await limits.admit(request(), KEY) is None  # through, unlimited: nothing to settle
+        return
+    with pytest.raises(GatewayError) as info:
+        await limits.admit(request(), KEY)
+    assert (info.value.status, info.value.code) == (503, "rate_limit_unavailable")
+    assert info.value.headers["Retry-After"] == "1"

@@ -23,9 +23,10 @@ from gateway.budget.alerts import AlertSink
 from gateway.budget.ledger import Ask, Balance, Charge, Ledger, Settled, Verdict, cap
 from gateway.budget.sprints import Period, period_of, select
 from gateway.context import NO_BUDGET, Request, Standing
-from gateway.errors import Forbidden, GatewayError, Unavailable
+from gateway.errors import Forbidden, GatewayError
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
+from gateway.outage import let_through_or_refuse
 from gateway.policy import Policy
 from gateway.policy.budget import BudgetConfig, SprintConfig
 from gateway.protocols import Usage
@@ -240,14 +241,14 @@ class BudgetManager:
             metrics.TOKEN_BUDGET_THRESHOLD.labels(sprint, kind).set(cap(balance.sprint_limit, share))
 
     def _store_down(self, exc: StoreError) -> None:
-        metrics.STORE_ERRORS.labels("budget_reserve").inc()
-        if self.config.on_store_error == "allow":
-            log.warning("budget_store_error", error=str(exc), detail="request let through unaccounted")
-            return None
-        raise Unavailable(
-            "The token budget store cannot be reached, so budgeted requests are refused for now.",
+        let_through_or_refuse(
+            exc,
+            allow=self.config.on_store_error == "allow",
+            operation="budget_reserve",
+            log=log,
+            let_through="request let through unaccounted",
+            refusal="The token budget store cannot be reached, so budgeted requests are refused for now.",
             code="budget_unavailable",
-            headers={"Retry-After": "1"},
         )
 
 

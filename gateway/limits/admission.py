@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from gateway import metrics
 from gateway.context import Outcome, Request
-from gateway.errors import GatewayError, Unavailable
+from gateway.errors import GatewayError
 from gateway.identity import presented_key
 from gateway.limits.brake import Brake, Publish, gate, paused_message
 from gateway.limits.buckets import INFLIGHT, TOKENS, Need, Plans, Who
@@ -27,6 +27,7 @@ from gateway.limits.headers import rate_headers, refusal
 from gateway.limits.provider import ProviderWatch
 from gateway.logs import get_logger
 from gateway.metrics import LabelLimiter
+from gateway.outage import let_through_or_refuse
 from gateway.policy import Policy
 from gateway.store import StoreError
 from gateway.tickets import Bucket, Grant, Level, TicketStore
@@ -152,14 +153,14 @@ class Limiter:
         return config.provider if config is not None else None
 
     def _store_down(self, exc: StoreError) -> None:
-        metrics.STORE_ERRORS.labels("limits_admit").inc()
-        if self.config.on_store_error == "allow":
-            log.warning("limits_store_error", error=str(exc), detail="request let through unlimited")
-            return None
-        raise Unavailable(
-            "The rate-limit store cannot be reached, so requests are refused for now.",
+        let_through_or_refuse(
+            exc,
+            allow=self.config.on_store_error == "allow",
+            operation="limits_admit",
+            log=log,
+            let_through="request let through unlimited",
+            refusal="The rate-limit store cannot be reached, so requests are refused for now.",
             code="rate_limit_unavailable",
-            headers={"Retry-After": "1"},
         )
 
 
